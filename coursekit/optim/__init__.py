@@ -1,0 +1,33 @@
+"""Reference optimizers: torch.optim's algorithms, written to be read, plus the seeds' textbook forms.
+
+Every class is a `torch.optim.Optimizer` with torch's name, arguments, defaults and state keys,
+equal to torch.optim step for step. Each file holds the algorithm as a per-tensor update that
+reads like its equations (`foreach=False`) and a multi-tensor `torch._foreach_*` path
+(`foreach=None` or `True`, the default).
+"""
+
+from .adadelta import Adadelta
+from .adagrad import Adagrad
+from .adam import Adam, AdamW
+from .adamax import Adamax
+from .rmsprop import RMSprop
+from .rprop import Rprop
+from .schedules import inverse_decay, inverse_sqrt_decay, linear_scaling_warmup
+from .sgd import SGD
+from .textbook import AveragedMomentumSGD, SutskeverNesterov
+
+__all__ = [
+    "SGD",
+    "Rprop",
+    "Adagrad",
+    "RMSprop",
+    "Adadelta",
+    "Adam",
+    "AdamW",
+    "Adamax",
+    "AveragedMomentumSGD",
+    "SutskeverNesterov",
+    "inverse_decay",
+    "inverse_sqrt_decay",
+    "linear_scaling_warmup",
+]
