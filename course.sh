@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The project's two commands. Each sets everything up first (idempotent), then runs its job.
+#
+#   ./course.sh build   build the course into build/ (execute notebooks, render slides, ...)
+#   ./course.sh test    lint and run the test suite (this is what CI runs)
+#
+# Needs only Python >= 3.10 (3.11 for nbgrader) and the package registries.
+# Environment: PYTHON (interpreter for the venv, default python3), COURSEKIT_VENV (default .venv),
+# TORCH_SPEC (default torch==2.13.0; e.g. a CUDA build's spec on a GPU machine).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+VENV=${COURSEKIT_VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+
+setup() {
+  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+  local py="$VENV/bin/python"
+  # torch goes in first and pinned: pyproject.toml only asks for a range, and pip resolving a
+  # bare range on a machine without torch would pull the newest CUDA build (gigabytes).
+  "$py" -c "import torch" 2>/dev/null || "$py" -m pip install --quiet "$TORCH_SPEC"
+  "$py" -m pip install --quiet -e ".[dev]"
+  "$py" -m coursekit slides-assets
+}
+
+case "${1:-}" in
+  build)
+    shift
+    setup
+    exec "$VENV/bin/coursekit" build "$@"
+    ;;
+  test)
+    shift
+    setup
+    "$VENV/bin/ruff" check .
+    exec "$VENV/bin/pytest" "$@"
+    ;;
+  *)
+    echo "usage: ./course.sh build|test [extra arguments]" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,191 @@
+"""Build the course: execute every notebook with papermill, render the lectures as slides.
+
+    coursekit build                          # notebooks/ and solutions/ -> build/
+    coursekit build --only '*sgd*' --jobs 2  # a subset, two notebooks at a time
+
+``ROOT/notebooks/a/b.ipynb`` is executed into ``OUT/notebooks/a/b.ipynb`` and, being a lecture,
+rendered from that executed copy into ``OUT/slides/a/b.slides.html``; ``ROOT/solutions/...`` is
+executed only. A failing notebook is reported with its cell and the build goes on with the rest.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import multiprocessing
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import papermill
+from nbclient.exceptions import CellTimeoutError
+from tqdm import tqdm
+
+from . import slides
+
+SOURCES = ("notebooks", "solutions")  # folders under ROOT that are executed
+LECTURES = "notebooks"  # ... and the one whose notebooks also become slides
+KERNEL = "python3"  # named explicitly so that a missing kernelspec fails loudly
+
+
+@dataclass
+class NotebookResult:
+    """What happened to one notebook; paths are relative to ROOT (source) or absolute."""
+
+    source: Path  # e.g. notebooks/01-gradient-descent.ipynb
+    executed: Path
+    seconds: float
+    error: str | None = None  # which cell failed and why, or what else went wrong
+    deck: Path | None = None
+
+
+def find_notebooks(root: Path, only: str | None = None) -> list[Path]:
+    """Notebooks under ``ROOT/notebooks`` and ``ROOT/solutions``, relative to ROOT, sorted.
+
+    ``only`` is a glob matched against that relative path (``*`` also matches ``/``).
+    """
+    found = [
+        path.relative_to(root)
+        for folder in SOURCES
+        for path in (root / folder).rglob("*.ipynb")
+        if ".ipynb_checkpoints" not in path.parts
+    ]
+    return sorted(p for p in found if only is None or fnmatch.fnmatch(p.as_posix(), only))
+
+
+def execute_notebook(
+    source: Path, executed: Path, *, timeout: float, parameters: dict[str, Any] | None = None
+) -> NotebookResult:
+    """Run ``source`` with papermill into ``executed``, in the notebook's own folder.
+
+    Never raises for a broken notebook: the failure is described in ``NotebookResult.error``
+    (papermill still writes the executed copy, traceback included).
+    """
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    error = None
+    try:
+        papermill.execute_notebook(
+            source,
+            executed,
+            parameters=parameters or {},
+            kernel_name=KERNEL,
+            language="python",  # papermill refuses notebooks without kernelspec metadata otherwise
+            cwd=source.parent,  # relative paths in a notebook mean what they mean in Jupyter
+            execution_timeout=timeout,  # per cell; papermill has none unless told
+            progress_bar=False,  # the build shows one bar over all notebooks instead
+        )
+    except papermill.PapermillExecutionError as exc:
+        error = _describe_failure(executed, f"raised {exc.ename}: {exc.evalue}".rstrip(": "))
+    except CellTimeoutError:
+        error = _describe_failure(executed, f"timed out after {timeout:g} s (see --timeout)")
+    except Exception as exc:  # no kernel, invalid JSON, kernel died: report it, build the rest
+        error = f"{type(exc).__name__}: {exc}"
+    return NotebookResult(source, executed, time.perf_counter() - start, error)
+
+
+def _describe_failure(executed: Path, what: str) -> str:
+    """'cell 2 (In [3]) raised ValueError: boom' and the first line of that cell's source."""
+    # Count cells as the author sees them: skip those papermill adds (injected parameters,
+    # error banners), so the index is the one in the source notebook, not papermill's cell_index.
+    added = {"injected-parameters", "papermill-error-cell-tag"}
+    cells = [
+        c
+        for c in nbformat.read(executed, as_version=4).cells
+        if not added & set(c.metadata.get("tags", []))
+    ]
+    # An error marks its cell; a timeout marks nothing, but its cell is the last one started.
+    started = [i for i, c in enumerate(cells) if c.metadata.get("papermill", {}).get("start_time")]
+    failed = [i for i, c in enumerate(cells) if c.metadata.get("papermill", {}).get("exception")]
+    if not (failed or started):
+        return what
+    index = (failed or started)[0 if failed else -1]
+    lines = cells[index].source.strip().splitlines() or [""]
+    return f"cell {index} (In [{cells[index].execution_count}]) {what}\n    {lines[0]}"
+
+
+def _execute_all(
+    jobs: list[tuple[Path, Path]], workers: int, **options: Any
+) -> Iterator[NotebookResult]:
+    """Yield results as notebooks finish, ``workers`` at a time."""
+    if workers == 1:
+        for source, executed in jobs:
+            yield execute_notebook(source, executed, **options)
+        return
+    # Processes, not threads: papermill's cwd= changes the working directory of the whole
+    # process. "spawn" because forking a process that runs threads (tqdm, zmq) is unsafe.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = [pool.submit(execute_notebook, s, e, **options) for s, e in jobs]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+def build(
+    root: Path,
+    out: Path,
+    *,
+    only: str | None = None,
+    timeout: float = 600,
+    jobs: int = 1,
+    make_slides: bool = True,
+    parameters: dict[str, Any] | None = None,
+) -> list[NotebookResult]:
+    """Execute the course's notebooks into ``out`` and render lectures as offline slides.
+
+    Returns one result per notebook, sorted by source path whatever ``jobs`` is. Raises
+    :class:`coursekit.slides.AssetsMissingError` before running anything if slides are wanted
+    and the assets have not been fetched.
+    """
+    root, out = Path(root).resolve(), Path(out).resolve()
+    sources = find_notebooks(root, only)
+    asset_dir = out / "slides" / "assets"
+    if make_slides and any(s.parts[0] == LECTURES for s in sources):
+        slides.install_assets(slides.cache_dir(root), asset_dir)  # fails fast if not fetched
+
+    work = [(root / s, out / s) for s in sources]
+    results = []
+    bar = tqdm(total=len(work), unit="notebook", disable=None)  # no bar when not on a terminal
+    for result in _execute_all(work, jobs, timeout=timeout, parameters=parameters):
+        result.source = result.source.relative_to(root)
+        if make_slides and result.error is None and result.source.parts[0] == LECTURES:
+            _render(result, out, asset_dir, root)
+        status = "ok  " if result.error is None else "FAIL"
+        bar.write(f"{status} {result.source.as_posix()}  {result.seconds:.1f} s")
+        bar.update()
+        results.append(result)
+    bar.close()
+    return sorted(results, key=lambda r: r.source)
+
+
+def _render(result: NotebookResult, out: Path, asset_dir: Path, root: Path) -> None:
+    # notebooks/a/b.ipynb -> slides/a/b.slides.html
+    deck = out / "slides" / result.source.relative_to(LECTURES).with_suffix(".slides.html")
+    try:
+        result.deck = slides.render_deck(
+            result.executed, deck, asset_dir, source_dir=(root / result.source).parent
+        )
+    except Exception as exc:  # a template error in one deck should not hide the others
+        result.error = f"rendering slides failed: {type(exc).__name__}: {exc}"
+
+
+def summary(results: Iterable[NotebookResult], out: Path) -> str:
+    """A report for the terminal: failures with their cells, or where the outputs are."""
+    results = list(results)
+    failed = [r for r in results if r.error]
+    if failed:
+        lines = [f"{len(failed)} of {len(results)} notebooks failed:"]
+        for r in failed:
+            lines += [f"  {r.source.as_posix()}: {r.error}", f"    (executed copy: {r.executed})"]
+        return "\n".join(lines)
+    seconds = sum(r.seconds for r in results)
+    lines = [f"Built {len(results)} notebooks ({seconds:.1f} s of execution)."]
+    lines += [
+        f"  executed notebooks: {out / folder}" for folder in SOURCES if (out / folder).is_dir()
+    ]
+    if any(r.deck for r in results):
+        lines.append(f"  slides (open offline, or zip the folder): {out / 'slides'}")
+    return "\n".join(lines)

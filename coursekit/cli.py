@@ -1,0 +1,144 @@
+"""The ``coursekit`` command line.
+
+    coursekit slides-assets     # once, at set-up: fetch reveal.js & co. for offline slides
+    coursekit build             # execute notebooks/ and solutions/, render lecture slides
+
+Each subcommand is an ``_add_<name>(subparsers)`` function that declares its arguments and
+sets ``run``, a function from the parsed arguments to an exit status; add one to ``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import build, slides
+
+
+def _add_build(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "build",
+        help="execute the notebooks and render the lectures as offline slides",
+        description=build.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--root", type=Path, default=Path("."), help="course root (default: .)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: ROOT/build)")
+    p.add_argument(
+        "--only", metavar="GLOB", help="only notebooks whose path under ROOT matches, e.g. '*sgd*'"
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=600,
+        metavar="SECONDS",
+        help="limit per cell (default: 600)",
+    )
+    p.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        default=1,
+        metavar="N",
+        help="notebooks run at a time (default: 1)",
+    )
+    p.add_argument(
+        "--no-slides", dest="slides", action="store_false", help="execute only, render no slides"
+    )
+    p.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a variable of the notebooks' `parameters` cell (a Python literal or a string)",
+    )
+    p.set_defaults(run=_run_build)
+
+
+def _run_build(args: argparse.Namespace) -> int:
+    if args.jobs < 1 or args.timeout <= 0:
+        print("coursekit build: --jobs must be >= 1 and --timeout > 0", file=sys.stderr)
+        return 2
+    if not any((args.root / folder).is_dir() for folder in build.SOURCES):
+        print(
+            f"coursekit build: {args.root} has no notebooks/ or solutions/ folder", file=sys.stderr
+        )
+        return 2
+    out = args.out if args.out is not None else args.root / "build"
+    try:
+        parameters = dict(_parse_param(p) for p in args.param)
+        results = build.build(
+            args.root,
+            out,
+            only=args.only,
+            timeout=args.timeout,
+            jobs=args.jobs,
+            make_slides=args.slides,
+            parameters=parameters,
+        )
+    except (ValueError, slides.AssetsMissingError) as exc:
+        print(f"coursekit build: {exc}", file=sys.stderr)
+        return 2
+    if not results:
+        where = f"matching {args.only!r} " if args.only else ""
+        print(
+            f"coursekit build: no notebooks {where}under {args.root}/notebooks or /solutions",
+            file=sys.stderr,
+        )
+        return 1 if args.only else 0
+    report = build.summary(results, out.resolve())
+    failed = any(r.error for r in results)
+    print(report, file=sys.stderr if failed else sys.stdout)
+    return 1 if failed else 0
+
+
+def _parse_param(text: str) -> tuple[str, Any]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise ValueError(f"-p expects NAME=VALUE, got {text!r}")
+    try:
+        return name, ast.literal_eval(value)  # 0.1 -> float, [1, 2] -> list, True -> bool
+    except (ValueError, SyntaxError):
+        return name, value  # anything else is a string: -p optimizer=adam
+
+
+def _add_slides_assets(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "slides-assets",
+        help="fetch the pinned reveal.js, require.js and jQuery (once, with npm) for offline slides",
+        description=slides.assets.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--root", type=Path, default=Path("."), help="course root (default: .)")
+    p.add_argument("--force", action="store_true", help="fetch again even if cached")
+    p.set_defaults(run=_run_slides_assets)
+
+
+def _run_slides_assets(args: argparse.Namespace) -> int:
+    cache = slides.cache_dir(args.root)
+    try:
+        fetched = slides.fetch_assets(cache, force=args.force)
+        slides.assets.mathjax_dir()  # comes from PyPI, but say now if it is missing
+    except (slides.AssetsMissingError, OSError) as exc:
+        print(f"coursekit slides-assets: {exc}", file=sys.stderr)
+        return 1
+    print(f"{'fetched ' + ', '.join(fetched) if fetched else 'already cached'}: {cache}")
+    return 0
+
+
+COMMANDS = (_add_build, _add_slides_assets)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``coursekit`` command line; return its exit status."""
+    parser = argparse.ArgumentParser(prog="coursekit", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(metavar="COMMAND", required=True)
+    for add in COMMANDS:
+        add(subparsers)
+    args = parser.parse_args(argv)
+    return args.run(args)
