@@ -12,11 +12,10 @@ import nbformat
 import papermill
 import pytest
 
+from coursekit.build import find_notebooks
+
 ROOT = Path(__file__).resolve().parents[1]
-EXECUTED = sorted(
-    p for folder in ("notebooks", "solutions") for p in (ROOT / folder).rglob("*.ipynb")
-    if ".ipynb_checkpoints" not in p.parts
-)
+EXECUTED = [ROOT / p for p in find_notebooks(ROOT)]  # what `coursekit build` executes
 SOURCES = EXECUTED + sorted((ROOT / "assignments").rglob("*.ipynb"))
 LECTURES = sorted((ROOT / "notebooks").rglob("*.ipynb"))
 
