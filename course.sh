@@ -14,7 +14,21 @@ VENV=${COURSEKIT_VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 
+# Grading runs each submission's kernel in bubblewrap (see README, "Grading safely"). As root
+# on Debian the tools come from apt; elsewhere a missing bwrap only disables grading.
+sandbox_tools() {
+  command -v bwrap >/dev/null && command -v setpriv >/dev/null && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    local packages="bubblewrap util-linux python3-venv"
+    apt-get install -y -qq --no-install-recommends $packages >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends $packages >/dev/null; }
+  else
+    echo "course.sh: bwrap not found: install bubblewrap to grade submissions" >&2
+  fi
+}
+
 setup() {
+  sandbox_tools
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
   local py="$VENV/bin/python"
   # torch goes in first and pinned: pyproject.toml only asks for a range, and pip resolving a
@@ -22,6 +36,10 @@ setup() {
   "$py" -c "import torch" 2>/dev/null || "$py" -m pip install --quiet "$TORCH_SPEC"
   "$py" -m pip install --quiet -e ".[dev]"
   "$py" -m coursekit slides-assets
+  # As root, sandboxed kernels run as a dedicated user from a venv of their own.
+  if [ "$(id -u)" = 0 ] && command -v bwrap >/dev/null; then
+    "$py" -m coursekit sandbox-setup --torch "$TORCH_SPEC"
+  fi
 }
 
 case "${1:-}" in

@@ -2,6 +2,8 @@
 
     coursekit slides-assets     # once, at set-up: fetch reveal.js & co. for offline slides
     coursekit build             # execute notebooks/ and solutions/, render lecture slides
+    coursekit sandbox-setup     # once, as root: the user and Python that sandboxed kernels run
+    coursekit grade ps2 SUBS    # autograde a folder or zip of submissions, sandboxed
 
 Each subcommand is an ``_add_<name>(subparsers)`` function that declares its arguments and
 sets ``run``, a function from the parsed arguments to an exit status; add one to ``COMMANDS``.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -131,7 +134,71 @@ def _run_slides_assets(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = (_add_build, _add_slides_assets)
+def _add_grade(subparsers: argparse._SubParsersAction) -> None:
+    from .grading import grade
+
+    p = subparsers.add_parser(
+        "grade",
+        help="autograde a folder or zip of submissions in a sandbox; write grades.csv and feedback",
+        description=grade.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("assignment", help="assignment id, e.g. ps2")
+    p.add_argument("submissions", type=Path, help="folder of student folders, or a zip of them")
+    p.add_argument("--root", type=Path, default=Path("."), help="course root (default: .)")
+    p.add_argument("--out", type=Path, default=None, help="default: ROOT/build/grades/ASSIGNMENT")
+    p.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="submissions at a time")
+    p.add_argument(
+        "--notebook-timeout", type=float, default=600, metavar="SECONDS", help="per notebook"
+    )
+    p.set_defaults(run=_run_grade)
+
+
+def _run_grade(args: argparse.Namespace) -> int:
+    from .grading import grade, sandbox
+
+    out = args.out if args.out is not None else args.root / "build" / "grades" / args.assignment
+    try:
+        rows = grade.grade(
+            args.root,
+            args.assignment,
+            args.submissions,
+            out,
+            jobs=args.jobs,
+            notebook_timeout=args.notebook_timeout,
+        )
+    except (ValueError, sandbox.SandboxUnavailable, RuntimeError) as exc:
+        print(f"coursekit grade: {exc}", file=sys.stderr)
+        return 2
+    print(grade.summary(rows, out.resolve()))
+    return 1 if any(r.status == "failed" for r in rows) else 0
+
+
+def _add_sandbox_setup(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "sandbox-setup",
+        help="as root: create the sandbox user and the Python its kernels run (once)",
+    )
+    p.add_argument("--root", type=Path, default=Path("."), help="course root (default: .)")
+    p.add_argument(
+        "--torch", default="torch", metavar="SPEC", help="torch requirement for the kernel venv"
+    )
+    p.set_defaults(run=_run_sandbox_setup)
+
+
+def _run_sandbox_setup(args: argparse.Namespace) -> int:
+    from .grading import sandbox
+
+    try:
+        python = sandbox.prepare_kernel_python(args.root.resolve(), args.torch)
+    except (sandbox.SandboxUnavailable, OSError, subprocess.CalledProcessError) as exc:
+        print(f"coursekit sandbox-setup: {exc}", file=sys.stderr)
+        return 1
+    print(f"sandboxed kernels run {python}")
+    return 0
+
+
+COMMANDS = (_add_build, _add_slides_assets, _add_grade, _add_sandbox_setup)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

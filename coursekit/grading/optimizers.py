@@ -1,0 +1,237 @@
+"""Checking a student's optimizer against coursekit.optim, step for step.
+
+The same fixed problem runs in two places:
+
+* in the student's kernel, where `check_optimizer` (visible tests: compare and explain) and
+  `record_optimizer` (hidden tests: run every case and record the trajectories) call the
+  student's class;
+* in the grader's own process, where `grade_optimizer` reruns every case with the reference
+  class and compares the recorded trajectories with its own.
+
+The problem: three parameters (one never gets a gradient and must not move), a smooth loss
+plus fixed per-step noise so that gradients change sign as in minibatch training, 20 steps.
+Each case runs in four variants: float64, float32, two param groups (the second at half the
+learning rate) and a `state_dict` resume halfway; plus float32 on CUDA when there is a GPU.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+STEPS = 20
+RESUME_AT = 10
+SEED = 20261123
+
+# grade key -> (reference class in coursekit.optim, hyper-parameters) for each case
+CASES: dict[str, list[tuple[str, dict]]] = {
+    "sgd": [("SGD", {"lr": 0.05}), ("SGD", {"lr": 0.05, "weight_decay": 0.1})],
+    "sgd_momentum": [
+        ("SGD", {"lr": 0.05, "momentum": 0.9}),
+        ("SGD", {"lr": 0.05, "momentum": 0.9, "dampening": 0.5}),
+        ("SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True}),
+    ],
+    "rprop": [
+        ("Rprop", {"lr": 0.01}),
+        ("Rprop", {"lr": 0.02, "etas": (0.4, 1.3), "step_sizes": (1e-4, 0.05)}),
+    ],
+    "adagrad": [("Adagrad", {"lr": 0.1}), ("Adagrad", {"lr": 0.1, "eps": 1e-3})],
+    "rmsprop": [
+        ("RMSprop", {"lr": 0.01}),
+        ("RMSprop", {"lr": 0.01, "alpha": 0.9, "centered": True}),
+    ],
+    "adadelta": [("Adadelta", {"lr": 1.0}), ("Adadelta", {"lr": 0.5, "rho": 0.8, "eps": 1e-4})],
+    "adam": [
+        ("Adam", {"lr": 0.01}),
+        ("Adam", {"lr": 0.01, "betas": (0.8, 0.9), "weight_decay": 0.1}),
+        ("Adam", {"lr": 0.01, "amsgrad": True}),
+    ],
+    "adamax": [("Adamax", {"lr": 0.01}), ("Adamax", {"lr": 0.02, "betas": (0.5, 0.9)})],
+}
+
+VARIANTS = ("float64", "float32", "groups", "resume")
+_LABELS = {
+    "float64": "float64",
+    "float32": "float32",
+    "groups": "two param groups",
+    "resume": "state_dict resume",
+    "cuda": "float32 on CUDA",
+}
+# float32 steps are compared to float32 reference steps, so the tolerance covers rounding in a
+# different but correct order of operations, not a different algorithm.
+_TOLERANCE = {torch.float64: (1e-7, 1e-9), torch.float32: (1e-4, 1e-5)}
+
+
+def variants() -> tuple[str, ...]:
+    """The variants every case runs in on this machine."""
+    return VARIANTS + (("cuda",) if torch.cuda.is_available() else ())
+
+
+def describe(reference: str, hyper: dict) -> str:
+    """``Adam(lr=0.01, amsgrad=True)``: how a case is named in messages."""
+    return f"{reference}({', '.join(f'{k}={v!r}' for k, v in hyper.items())})"
+
+
+def _problem(dtype: torch.dtype, device: str) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Initial parameters and the per-step gradient noise, identical wherever it runs."""
+    g = torch.Generator().manual_seed(SEED)
+    shapes = [(4, 3), (3,), (2,)]
+    params = [torch.randn(s, generator=g, dtype=torch.float64) for s in shapes]
+    noise = 0.3 * torch.randn(STEPS, 4 * 3 + 3, generator=g, dtype=torch.float64)
+    return [p.to(dtype=dtype, device=device) for p in params], noise.to(dtype=dtype, device=device)
+
+
+def _gradients(params: list[torch.Tensor], noise: torch.Tensor) -> list[torch.Tensor]:
+    """Gradient of a smooth non-quadratic loss plus this step's noise; the third gets none."""
+    w, b, _ = params
+    with torch.enable_grad():
+        w_, b_ = w.detach().requires_grad_(), b.detach().requires_grad_()
+        loss = (w_ - 0.5).pow(2).sum() + 0.1 * torch.sin(3 * w_).sum() + (b_ + 0.2).pow(4).sum()
+        gw, gb = torch.autograd.grad(loss, (w_, b_))
+    return [gw + noise[:12].view(4, 3), gb + noise[12:]]
+
+
+def trajectory(
+    optimizer_class: Callable[..., torch.optim.Optimizer],
+    hyper: dict,
+    variant: str = "float64",
+    steps: int = STEPS,
+) -> torch.Tensor:
+    """All parameters, flattened, after each of `steps` steps: a (steps, 17) tensor.
+
+    `variant` is one of `variants()`. For "resume" a second optimizer is built halfway from
+    the first one's `state_dict` on copies of the parameters, as when a run restarts.
+    """
+    dtype = torch.float32 if variant in ("float32", "cuda") else torch.float64
+    device = "cuda" if variant == "cuda" else "cpu"
+    params, noise = _problem(dtype, device)
+    params = [torch.nn.Parameter(p) for p in params]
+
+    def build(ps: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        if variant == "groups":  # every case sets lr explicitly, so halving it is well defined
+            groups = [{"params": [ps[0], ps[2]]}, {"params": [ps[1]], "lr": hyper["lr"] * 0.5}]
+            return optimizer_class(groups, **hyper)
+        return optimizer_class(ps, **hyper)
+
+    optimizer = build(params)
+    rows = []
+    for t in range(steps):
+        if variant == "resume" and t == RESUME_AT:
+            state = optimizer.state_dict()
+            params = [torch.nn.Parameter(p.detach().clone()) for p in params]
+            optimizer = build(params)
+            optimizer.load_state_dict(state)
+        for p, g in zip(params, _gradients(params, noise[t]) + [None]):
+            p.grad = g
+        optimizer.step()
+        rows.append(torch.cat([p.detach().flatten() for p in params]).clone())
+    return torch.stack(rows)
+
+
+def _reference(name: str) -> type[torch.optim.Optimizer]:
+    import coursekit.optim
+
+    return getattr(coursekit.optim, name)
+
+
+@functools.lru_cache(maxsize=None)
+def _expected(key: str, case: int, variant: str) -> torch.Tensor:
+    """The reference trajectory of one case, computed once per grading process."""
+    reference, hyper = CASES[key][case]
+    return trajectory(_reference(reference), hyper, variant)
+
+
+def _first_difference(actual: torch.Tensor, expected: torch.Tensor) -> str | None:
+    """None if equal within tolerance, else a sentence a student can act on."""
+    if actual.shape != expected.shape:
+        return f"parameters have shape {tuple(actual.shape)}, expected {tuple(expected.shape)}"
+    if actual.dtype != expected.dtype:
+        return f"parameters became {actual.dtype}, expected {expected.dtype}: update them in place"
+    rtol, atol = _TOLERANCE[expected.dtype]
+    bad = ~torch.isclose(actual, expected, rtol=rtol, atol=atol)
+    if not bad.any():
+        return None
+    step = int(bad.any(dim=1).nonzero()[0])
+    error = (actual[step] - expected[step]).abs().nan_to_num(float("inf")).max().item()
+    hint = ""
+    if step == 0 and torch.equal(actual[0, -2:], expected[0, -2:]) and bad[0, :-2].all():
+        hint = " (is the very first update right?)"
+    if bad[:, -2:].any():
+        hint = " (a parameter whose .grad is None must not change)"
+    return f"differs from the reference after step {step + 1} (largest difference {error:.2g}){hint}"
+
+
+def check_optimizer(
+    optimizer_class: Callable[..., torch.optim.Optimizer], reference: str, **hyper
+) -> None:
+    """Visible test: compare with ``coursekit.optim.<reference>`` for 20 float64 steps.
+
+    Raises AssertionError saying where the two first differ; prints a check mark otherwise.
+    """
+    name = describe(reference, hyper)
+    try:
+        actual = trajectory(optimizer_class, hyper)
+    except NotImplementedError:
+        raise AssertionError(f"{name}: not implemented yet") from None
+    problem = _first_difference(actual, trajectory(_reference(reference), hyper))
+    if problem:
+        raise AssertionError(f"{name} {problem}")
+    print(f"\u2713 {name} matches coursekit.optim.{reference} over {STEPS} steps")
+
+
+def record_optimizer(key: str, optimizer_class: Callable[..., torch.optim.Optimizer]) -> None:
+    """Hidden test: run every case of ``CASES[key]`` in every variant and record the results.
+
+    It must come first in a test cell: while grading, ``coursekit.optim`` is hidden, so the
+    visible `check_optimizer` calls after it raise (the grader ignores that).
+    """
+    from .records import emit
+
+    tensors, errors = {}, {}
+    for i, (_, hyper) in enumerate(CASES[key]):
+        for variant in variants():
+            try:
+                tensors[f"{i}/{variant}"] = trajectory(optimizer_class, hyper, variant)
+            except Exception as e:  # the student's error, reported back to them
+                errors[f"{i}/{variant}"] = f"{type(e).__name__}: {e}"
+    emit("optimizer", key, tensors, errors)
+
+
+@dataclass
+class Verdict:
+    """How many checks of a test cell passed, and what the student should read about it."""
+
+    passed: int
+    total: int
+    lines: list[str]
+
+
+def grade_optimizer(key: str, tensors: dict[str, torch.Tensor], errors: dict[str, str]) -> Verdict:
+    """Grader side: compare recorded trajectories with the reference's, in this process."""
+    passed, total, lines = 0, 0, []
+    for i, (reference, hyper) in enumerate(CASES[key]):
+        name, good, bad = describe(reference, hyper), [], []
+        for variant in variants():
+            total += 1
+            label = _LABELS[variant]
+            got = tensors.get(f"{i}/{variant}")
+            if got is None:
+                error = errors.get(f"{i}/{variant}")
+                bad.append(f"{label}: raised {error}" if error else f"{label}: no result recorded")
+                continue
+            problem = _first_difference(got, _expected(key, i, variant))
+            if problem:
+                bad.append(f"{label}: {problem}")
+            else:
+                good.append(label)
+                passed += 1
+        if good:
+            lines.append(f"\u2713 {name}: {', '.join(good)}")
+            lines += [f"\u2717 {name}, {b}" for b in bad]
+        else:  # failing everywhere: the first reason is the one to read
+            more = f" (and in {len(bad) - 1} more variants)" if len(bad) > 1 else ""
+            lines.append(f"\u2717 {name}, {bad[0]}{more}")
+    return Verdict(passed, total, lines)
