@@ -62,7 +62,11 @@ def reassemble(
             theirs[key] = cell
             previous = key
         elif cell.cell_type in ("code", "markdown"):
-            extra = nbformat.v4.new_code_cell if cell.cell_type == "code" else nbformat.v4.new_markdown_cell
+            extra = (
+                nbformat.v4.new_code_cell
+                if cell.cell_type == "code"
+                else nbformat.v4.new_markdown_cell
+            )
             added.setdefault(previous, []).append(extra(source=cell.source))
 
     notes = []
@@ -76,7 +80,9 @@ def reassemble(
             if student is None:
                 notes.append(f"The answer {name} was missing: it was graded as left blank.")
             elif student.cell_type != original.cell_type:
-                notes.append(f"The answer {name} was changed to {student.cell_type}: graded as blank.")
+                notes.append(
+                    f"The answer {name} was changed to {student.cell_type}: graded as blank."
+                )
             else:
                 mine.source = student.source
         else:
@@ -86,7 +92,11 @@ def reassemble(
                 if student is None:
                     notes.append(f"The {name} was deleted; the original was restored.")
                 elif not _same(student, visible):
-                    what = "changed to " + student.cell_type if student.cell_type != visible.cell_type else "edited"
+                    what = (
+                        "changed to " + student.cell_type
+                        if student.cell_type != visible.cell_type
+                        else "edited"
+                    )
                     notes.append(f"The {name} was {what}; the original was restored.")
         if mine.cell_type == "code":
             mine.outputs, mine.execution_count = [], None
@@ -102,12 +112,17 @@ class Reassemble(NbGraderPreprocessor):
 
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
         course = CourseDirectory(config=self.config)
-        assignment, notebook = resources["nbgrader"]["assignment"], resources["nbgrader"]["notebook"]
+        assignment, notebook = (
+            resources["nbgrader"]["assignment"],
+            resources["nbgrader"]["notebook"],
+        )
 
         def read(folder: str) -> NotebookNode:
             path = course.format_path(folder, ".", assignment)
             return nbformat.read(f"{path}/{notebook}.ipynb", as_version=4)
 
-        graded, notes = reassemble(nb, read(course.source_directory), read(course.release_directory))
+        graded, notes = reassemble(
+            nb, read(course.source_directory), read(course.release_directory)
+        )
         problems(graded).extend(notes)
         return graded, resources

@@ -39,7 +39,9 @@ class SandboxedExecute(Execute):
         super().__init__(**kwargs)
 
     def create_kernel_manager(self) -> SandboxedKernelManager:
-        kinds = {kind for c in self.nb.cells if is_test(c) for kind, _ in expected_records(c.source)}
+        kinds = {
+            kind for c in self.nb.cells if is_test(c) for kind, _ in expected_records(c.source)
+        }
         folder = self.resources.get("metadata", {}).get("path") or "."
         files = [
             os.path.join(folder, name)
@@ -83,14 +85,20 @@ class SandboxedExecute(Execute):
         except DeadKernelError:
             noted.append(self._death_note(index))
         except Exception as error:  # the kernel did not start or stopped answering
-            noted.append(f"The notebook could not be run to the end: {type(error).__name__}: {error}")
+            noted.append(
+                f"The notebook could not be run to the end: {type(error).__name__}: {error}"
+            )
         finally:
             if self.km is not None:
                 self.km.cleanup_sandbox()
         for index in sorted(self._timed_out):
-            noted.append(f"Cell number {index + 1} ran out of its {self.timeout} s and was interrupted.")
+            noted.append(
+                f"Cell number {index + 1} ran out of its {self.timeout} s and was interrupted."
+            )
         for index in sorted(self._truncated):
-            noted.append(f"Cell number {index + 1} printed more than {self.max_output_bytes} bytes; the rest was dropped.")
+            noted.append(
+                f"Cell number {index + 1} printed more than {self.max_output_bytes} bytes; the rest was dropped."
+            )
         return nb, resources
 
     def _death_note(self, index: int) -> str:

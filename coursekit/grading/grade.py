@@ -77,7 +77,9 @@ def _read_folder(folder: Path) -> list[Submission]:
             if not stat.S_ISREG(info.st_mode):
                 submission.notes.append(f"{relative} is not a regular file and was ignored.")
             elif info.st_size > MAX_NOTEBOOK_BYTES:
-                submission.notes.append(f"{relative} is larger than {MAX_NOTEBOOK_BYTES >> 20} MiB and was ignored.")
+                submission.notes.append(
+                    f"{relative} is larger than {MAX_NOTEBOOK_BYTES >> 20} MiB and was ignored."
+                )
             else:
                 submission.files[relative] = path.read_bytes()
         found.append(submission)
@@ -106,7 +108,9 @@ def _read_zip(path: Path) -> list[Submission]:
             with archive.open(member) as f:
                 data = f.read(MAX_NOTEBOOK_BYTES + 1)  # never trust the declared size
             if len(data) > MAX_NOTEBOOK_BYTES:
-                submission.notes.append(f"{relative} is larger than {MAX_NOTEBOOK_BYTES >> 20} MiB and was ignored.")
+                submission.notes.append(
+                    f"{relative} is larger than {MAX_NOTEBOOK_BYTES >> 20} MiB and was ignored."
+                )
             else:
                 submission.files[relative] = data
     return [students[k] for k in sorted(students)]
@@ -124,7 +128,9 @@ def collect(submissions: Path) -> list[Submission]:
 def choose_notebooks(submission: Submission, expected: list[str]) -> dict[str, bytes | None]:
     """The file graded as each expected notebook (None: none usable), with notes added."""
     chosen: dict[str, bytes | None] = {}
-    by_name = {PurePosixPath(p).name: p for p in sorted(submission.files, key=lambda p: (p.count("/"), p))}
+    by_name = {
+        PurePosixPath(p).name: p for p in sorted(submission.files, key=lambda p: (p.count("/"), p))
+    }
     unused = [p for p in sorted(submission.files) if PurePosixPath(p).name not in expected]
     for name in expected:
         path = by_name.get(name)
@@ -145,7 +151,9 @@ def choose_notebooks(submission: Submission, expected: list[str]) -> dict[str, b
             nbformat.validate(nbformat.reads(data.decode("utf-8"), as_version=4))
         except Exception as error:
             reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
-            submission.notes.append(f"{path} is not a valid notebook ({reason}): it was graded as left blank.")
+            submission.notes.append(
+                f"{path} is not a valid notebook ({reason}): it was graded as left blank."
+            )
             chosen[name] = None
         else:
             chosen[name] = data
@@ -177,10 +185,17 @@ def _nbgrader(course: _Course, args: list[str], log: Path | None, timeout: float
     with open(log, "a") if log else open(os.devnull, "w") as sink:
         try:
             return subprocess.run(
-                command, cwd=course.root, env=env, stdout=sink, stderr=subprocess.STDOUT, timeout=timeout
+                command,
+                cwd=course.root,
+                env=env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
             ).returncode
         except subprocess.TimeoutExpired:
-            sink.write(f"\ncoursekit: nbgrader {args[0]} ran past {timeout:.0f} s and was stopped\n")
+            sink.write(
+                f"\ncoursekit: nbgrader {args[0]} ran past {timeout:.0f} s and was stopped\n"
+            )
             return -1
 
 
@@ -226,7 +241,9 @@ def _run_workers(root: Path, assignment: str, students: list[Submission], jobs: 
     while pending:
         context = multiprocessing.get_context("spawn")
         retry = []
-        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(str(root),)) as pool:
+        with ProcessPoolExecutor(
+            jobs, mp_context=context, initializer=_start_worker, initargs=(str(root),)
+        ) as pool:
             futures = {pool.submit(_grade_in_worker, assignment, s.student_id): s for s in pending}
             for future in as_completed(futures):
                 submission = futures[future]
@@ -276,11 +293,15 @@ def grade(
     root = root.resolve()
     sandbox.check_available()
     if sandbox.is_root() and not Path(sandbox.default_kernel_python(root)).exists():
-        raise sandbox.SandboxUnavailable("no kernel venv for the sandbox: run `coursekit sandbox-setup`")
+        raise sandbox.SandboxUnavailable(
+            "no kernel venv for the sandbox: run `coursekit sandbox-setup`"
+        )
     course = _course_or_error(root)
     expected = [p.name for p in course.release_notebooks(assignment)]
     if not expected:
-        raise ValueError(f"assignment: no release notebooks for {assignment!r}: run `coursekit build` first")
+        raise ValueError(
+            f"assignment: no release notebooks for {assignment!r}: run `coursekit build` first"
+        )
     out.mkdir(parents=True, exist_ok=True)
     for sub in ("feedback", "logs"):
         shutil.rmtree(out / sub, ignore_errors=True)
@@ -288,18 +309,31 @@ def grade(
 
     # Record the assignment in the gradebook once, before the parallel runs.
     with tempfile.TemporaryDirectory() as scratch:
-        register = ["generate_assignment", assignment, "--force", f"--CourseDirectory.release_directory={scratch}"]
+        register = [
+            "generate_assignment",
+            assignment,
+            "--force",
+            f"--CourseDirectory.release_directory={scratch}",
+        ]
         if _nbgrader(course, register, out / "logs" / "_generate_assignment.log", 600) != 0:
-            raise RuntimeError(f"nbgrader generate_assignment {assignment} failed: see {out / 'logs'}")
+            raise RuntimeError(
+                f"nbgrader generate_assignment {assignment} failed: see {out / 'logs'}"
+            )
 
     release = course.path(course.dirs.release_directory, ".", assignment)
     students, rows = [], {}
     for submission in collect(submissions):
         sid = submission.student_id
         if not STUDENT_ID.match(sid):
-            rows[sid] = Row(sid, None, None, "failed", "not a valid student id (letters, digits, . _ @ + -)")
+            rows[sid] = Row(
+                sid, None, None, "failed", "not a valid student id (letters, digits, . _ @ + -)"
+            )
             continue
-        for kind in (course.dirs.submitted_directory, course.dirs.autograded_directory, course.dirs.feedback_directory):
+        for kind in (
+            course.dirs.submitted_directory,
+            course.dirs.autograded_directory,
+            course.dirs.feedback_directory,
+        ):
             shutil.rmtree(course.path(kind, sid, assignment), ignore_errors=True)
         target = course.path(course.dirs.submitted_directory, sid, assignment)
         target.mkdir(parents=True)
@@ -322,7 +356,9 @@ def grade(
         score, max_score = _score(course, assignment, sid)
         return Row(sid, score, max_score, "graded", " ".join(notes))
 
-    bar = tqdm(total=len(students), desc=f"grading {assignment}", unit="submission", disable=not progress)
+    bar = tqdm(
+        total=len(students), desc=f"grading {assignment}", unit="submission", disable=not progress
+    )
     for submission, ok, log in _run_workers(root, assignment, students, jobs):
         row = finish(submission, ok, log)
         rows[row.student_id] = row
@@ -353,8 +389,8 @@ def format_csv(rows: list[Row]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
     for r in rows:
-        number = (lambda x: "" if x is None else f"{x:g}")
-        writer.writerow([r.student_id, number(r.score), number(r.max_score), r.status, r.error])
+        score, max_score = ("" if x is None else f"{x:g}" for x in (r.score, r.max_score))
+        writer.writerow([r.student_id, score, max_score, r.status, r.error])
     return buffer.getvalue()
 
 
@@ -371,5 +407,7 @@ def summary(rows: list[Row], out: Path) -> str:
     for r in rows:
         score = f"{r.score:g}/{r.max_score:g}" if r.score is not None else r.status
         lines.append(f"{r.student_id:<20} {score:>12}  {r.error[:100]}")
-    lines.append(f"{len(graded)} of {len(rows)} graded; grades: {out / 'grades.csv'}; feedback: {out / 'feedback'}")
+    lines.append(
+        f"{len(graded)} of {len(rows)} graded; grades: {out / 'grades.csv'}; feedback: {out / 'feedback'}"
+    )
     return "\n".join(lines)

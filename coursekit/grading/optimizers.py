@@ -137,7 +137,7 @@ def _reference(name: str) -> type[torch.optim.Optimizer]:
     return getattr(coursekit.optim, name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _expected(key: str, case: int, variant: str) -> torch.Tensor:
     """The reference trajectory of one case, computed once per grading process."""
     reference, hyper = CASES[key][case]
@@ -161,7 +161,9 @@ def _first_difference(actual: torch.Tensor, expected: torch.Tensor) -> str | Non
         hint = " (is the very first update right?)"
     if bad[:, -2:].any():
         hint = " (a parameter whose .grad is None must not change)"
-    return f"differs from the reference after step {step + 1} (largest difference {error:.2g}){hint}"
+    return (
+        f"differs from the reference after step {step + 1} (largest difference {error:.2g}){hint}"
+    )
 
 
 def check_optimizer(
@@ -196,7 +198,9 @@ def record_optimizer(key: str, optimizer_class: Callable[..., torch.optim.Optimi
             try:
                 tensors[f"{i}/{variant}"] = trajectory(optimizer_class, hyper, variant)
             except Exception as e:  # the student's error, reported back to them
-                errors[f"{i}/{variant}"] = f"{type(e).__name__}: {e}"
+                errors[f"{i}/{variant}"] = (
+                    f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+                )
     emit("optimizer", key, tensors, errors)
 
 

@@ -1,7 +1,7 @@
 """Student versions: ``assignments/`` is generated from ``solutions/`` by nbgrader, never edited.
 
-    generate(root)               # every assignment, as `coursekit build` does
-    generate(root, "ps2", dest)  # one, into another folder (the freshness test does this)
+generate(root)               # every assignment, as `coursekit build` does
+generate(root, "ps2", dest)  # one, into another folder (the freshness test does this)
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ def assignments(root: Path) -> list[str]:
     return sorted(p.name for p in source.iterdir() if p.is_dir() and any(p.glob("*.ipynb")))
 
 
-def generate(root: Path, assignment: str | None = None, release_dir: Path | None = None) -> list[str]:
+def generate(
+    root: Path, assignment: str | None = None, release_dir: Path | None = None
+) -> list[str]:
     """Run ``nbgrader generate_assignment`` (which also records the assignment in the gradebook).
 
     Returns the ids generated; raises RuntimeError with nbgrader's output when it fails.
@@ -34,5 +36,7 @@ def generate(root: Path, assignment: str | None = None, release_dir: Path | None
             command.append(f"--CourseDirectory.release_directory={Path(release_dir).resolve()}")
         result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
         if result.returncode != 0:
-            raise RuntimeError(f"nbgrader generate_assignment {name} failed:\n{result.stdout}{result.stderr}")
+            raise RuntimeError(
+                f"nbgrader generate_assignment {name} failed:\n{result.stdout}{result.stderr}"
+            )
     return ids

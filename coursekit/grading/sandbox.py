@@ -55,7 +55,13 @@ _LAUNCH = Path(__file__).with_name("_launch.py")
 # What each kind of hidden test forbids a submission to call while it is graded. "torch.optim.*"
 # is every algorithm module of torch.optim: the base class, schedulers and swa_utils stay.
 BLOCKED = {"optimizer": ("torch.optim.*", "coursekit.optim")}
-_TORCH_OPTIM_KEEP = {"__init__.py", "optimizer.py", "lr_scheduler.py", "swa_utils.py", "_stateless.py"}
+_TORCH_OPTIM_KEEP = {
+    "__init__.py",
+    "optimizer.py",
+    "lr_scheduler.py",
+    "swa_utils.py",
+    "_stateless.py",
+}
 
 
 class SandboxUnavailable(RuntimeError):
@@ -114,7 +120,15 @@ def default_kernel_python(course_root: Path) -> str:
 
 
 # Packages a kernel needs, besides coursekit itself and torch (installed first, separately).
-_KERNEL_PACKAGES = ("numpy", "scipy", "matplotlib", "scikit-learn", "tqdm", "safetensors", "ipykernel")
+_KERNEL_PACKAGES = (
+    "numpy",
+    "scipy",
+    "matplotlib",
+    "scikit-learn",
+    "tqdm",
+    "safetensors",
+    "ipykernel",
+)
 
 
 def prepare_kernel_python(course_root: Path, torch_spec: str = "torch") -> Path:
@@ -129,7 +143,14 @@ def prepare_kernel_python(course_root: Path, torch_spec: str = "torch") -> Path:
     check_available()
     if subprocess.run(["id", SANDBOX_USER], capture_output=True).returncode != 0:
         subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SANDBOX_USER],
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                SANDBOX_USER,
+            ],
             check=True,
         )
     venv = course_root / ".cache" / "grading-kernel"
@@ -144,7 +165,9 @@ def prepare_kernel_python(course_root: Path, torch_spec: str = "torch") -> Path:
         return python
     system_python = shutil.which("python3", path="/usr/bin:/bin")
     if system_python is None:
-        raise SandboxUnavailable("no /usr/bin/python3 to build the kernel venv from (apt-get install python3-venv)")
+        raise SandboxUnavailable(
+            "no /usr/bin/python3 to build the kernel venv from (apt-get install python3-venv)"
+        )
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     for step in (
         [system_python, "-m", "venv", "--clear", str(venv)],
@@ -156,7 +179,14 @@ def prepare_kernel_python(course_root: Path, torch_spec: str = "torch") -> Path:
         if done.returncode != 0:
             raise SandboxUnavailable(f"{' '.join(step)} failed:\n{done.stdout}{done.stderr}")
     uid, _ = _sandbox_ids()
-    check = ["setpriv", f"--reuid={uid}", "--clear-groups", str(python), "-c", "import torch, coursekit"]
+    check = [
+        "setpriv",
+        f"--reuid={uid}",
+        "--clear-groups",
+        str(python),
+        "-c",
+        "import torch, coursekit",
+    ]
     if subprocess.run(check, capture_output=True).returncode != 0:
         raise SandboxUnavailable(f"{SANDBOX_USER} cannot run {python}: is {course_root} readable?")
     stamp.write_text(wanted_stamp)
@@ -266,12 +296,22 @@ def _cgroup_dirs() -> dict[str, Path]:
 class SandboxedKernelManager(AsyncKernelManager):
     """Starts the kernel inside bwrap, with its own limits, as an unprivileged user."""
 
-    kernel_python = Unicode("", help="Python that runs the kernel (default: see default_kernel_python)").tag(config=True)
-    memory_limit = Integer(Limits.memory_bytes, help="bytes of memory for the kernel and its children").tag(config=True)
+    kernel_python = Unicode(
+        "", help="Python that runs the kernel (default: see default_kernel_python)"
+    ).tag(config=True)
+    memory_limit = Integer(
+        Limits.memory_bytes, help="bytes of memory for the kernel and its children"
+    ).tag(config=True)
     max_processes = Integer(Limits.max_processes, help="processes and threads").tag(config=True)
-    tmp_size = Integer(Limits.tmp_bytes, help="bytes in each of /tmp and the home folder").tag(config=True)
-    blocked = List(Unicode(), help="modules replaced by stubs that raise, e.g. 'coursekit.optim'").tag(config=True)
-    files = List(Unicode(), help="host files shown read-only in the kernel's home folder").tag(config=True)
+    tmp_size = Integer(Limits.tmp_bytes, help="bytes in each of /tmp and the home folder").tag(
+        config=True
+    )
+    blocked = List(
+        Unicode(), help="modules replaced by stubs that raise, e.g. 'coursekit.optim'"
+    ).tag(config=True)
+    files = List(Unicode(), help="host files shown read-only in the kernel's home folder").tag(
+        config=True
+    )
     cleanup_wait = Float(5.0, help="seconds to wait for leftover processes to die").tag(config=True)
 
     def __init__(self, **kwargs):

@@ -32,7 +32,9 @@ from .assemble import problems
 from .optimizers import Verdict, grade_optimizer
 
 CHECKERS: dict[str, Callable[[str, dict, dict], Verdict]] = {"optimizer": grade_optimizer}
-_HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?", re.M | re.S)
+_HIDDEN = re.compile(
+    r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?", re.M | re.S
+)
 
 
 def is_test(cell: NotebookNode) -> bool:
@@ -53,7 +55,11 @@ def expected_records(source: str) -> list[tuple[str, str]]:
             continue
         name = getattr(node.func, "id", None) or getattr(node.func, "attr", "")
         key = node.args[0]
-        if name.startswith("record_") and isinstance(key, ast.Constant) and isinstance(key.value, str):
+        if (
+            name.startswith("record_")
+            and isinstance(key, ast.Constant)
+            and isinstance(key.value, str)
+        ):
             kind = name.removeprefix("record_")
             if kind in CHECKERS:
                 found.append((kind, key.value))
@@ -75,9 +81,13 @@ def score_cell(cell: NotebookNode) -> tuple[float, list[str]] | None:
     lines = []
     for kind, key in expected:
         record = produced.get((kind, key))
-        verdict = CHECKERS[kind](key, record.tensors if record else {}, record.errors if record else {})
+        verdict = CHECKERS[kind](
+            key, record.tensors if record else {}, record.errors if record else {}
+        )
         if record is None:
             why = f": {stopped['ename']}: {str(stopped.get('evalue', ''))[:300]}" if stopped else ""
+            if stopped and stopped.get("ename") == "NameError":
+                why += " (did the cell that defines it run without an error?)"
             lines.append(f"\u2717 no results were recorded for {key!r}; the test stopped{why}")
         else:
             lines += verdict.lines
@@ -89,9 +99,15 @@ def score_cell(cell: NotebookNode) -> tuple[float, list[str]] | None:
 
 def _verdict_outputs(earned: float, points: float, lines: list[str]) -> list[NotebookNode]:
     summary = f"{earned:g} of {points:g} points"
-    outputs = [nbformat.v4.new_output("stream", name="stdout", text="\n".join([summary, *lines]) + "\n")]
+    outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="\n".join([summary, *lines]) + "\n")
+    ]
     if earned < points:  # nbgrader reads a number in an execute_result as partial credit
-        outputs.append(nbformat.v4.new_output("execute_result", data={"text/plain": repr(earned)}, execution_count=None))
+        outputs.append(
+            nbformat.v4.new_output(
+                "execute_result", data={"text/plain": repr(earned)}, execution_count=None
+            )
+        )
     return outputs
 
 
@@ -114,8 +130,10 @@ class ScoreFromRecords(NbGraderPreprocessor):
                 cell.outputs = [o for o in cell.outputs if records.MIME not in o.get("data", {})]
         noted = problems(nb)
         if noted:
-            text = "**Grading notes.** " + " ".join(noted) if len(noted) == 1 else (
-                "**Grading notes.**\n\n" + "\n".join(f"- {n}" for n in noted)
+            text = (
+                "**Grading notes.** " + " ".join(noted)
+                if len(noted) == 1
+                else ("**Grading notes.**\n\n" + "\n".join(f"- {n}" for n in noted))
             )
             nb.cells.insert(0, nbformat.v4.new_markdown_cell(text))
         return nb, resources
