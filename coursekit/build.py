@@ -1,11 +1,15 @@
-"""Build the course: execute every notebook with papermill, render the lectures as slides.
+"""Build the course: execute every notebook, render the lectures as slides, grade the samples.
 
-    coursekit build                          # notebooks/ and solutions/ -> build/
-    coursekit build --only '*sgd*' --jobs 2  # a subset, two notebooks at a time
+    coursekit build                          # everything -> build/
+    coursekit build --only '*sgd*' --jobs 2  # a subset of the notebooks only, two at a time
 
-``ROOT/notebooks/a/b.ipynb`` is executed into ``OUT/notebooks/a/b.ipynb`` and, being a lecture,
-rendered from that executed copy into ``OUT/slides/a/b.slides.html``; ``ROOT/solutions/...`` is
-executed only. A failing notebook is reported with its cell and the build goes on with the rest.
+``ROOT/notebooks/a/b.ipynb`` is executed (papermill) into ``OUT/notebooks/a/b.ipynb`` and, being
+a lecture, rendered from that executed copy into ``OUT/slides/a/b.slides.html``;
+``ROOT/solutions/...`` is executed only. A failing notebook is reported with its cell and the
+build goes on with the rest. Then, in a course with an ``nbgrader_config.py``, the student
+versions in ``ROOT/assignments/`` are generated from ``ROOT/solutions/`` and the sample
+submissions ``ROOT/samples/<assignment>/`` are graded into ``OUT/grades/<assignment>/``
+(``grades.csv`` and per-student feedback), exactly as ``coursekit grade`` does.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import multiprocessing
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,7 @@ from . import slides
 SOURCES = ("notebooks", "solutions")  # folders under ROOT that are executed
 LECTURES = "notebooks"  # ... and the one whose notebooks also become slides
 KERNEL = "python3"  # named explicitly so that a missing kernelspec fails loudly
+SAMPLES = "samples"  # ROOT/samples/<assignment>/<student id>/<notebook>: graded by the build
 
 
 @dataclass
@@ -159,6 +164,62 @@ def build(
         results.append(result)
     bar.close()
     return sorted(results, key=lambda r: r.source)
+
+
+@dataclass
+class SampleGrades:
+    """The bundled sample submissions of one assignment, graded (or why they were not)."""
+
+    assignment: str
+    out: Path  # grades.csv and feedback/ are in here
+    rows: list = field(default_factory=list)  # coursekit.grading.grade.Row, one per student
+    error: str | None = None  # grading could not run at all
+    skipped: bool = False  # no sandbox on this machine: nothing can be graded safely
+
+
+def release_and_grade_samples(
+    root: Path, out: Path, *, jobs: int = 1, progress: bool = True
+) -> list[SampleGrades]:
+    """Generate ``assignments/`` from ``solutions/``, then grade ``samples/<assignment>``.
+
+    Raises RuntimeError when nbgrader cannot generate a release version. Grading needs the
+    sandbox (bubblewrap); where it is missing every assignment is returned as skipped.
+    """
+    # Imported here: nbgrader costs seconds to import and a plain notebook build needs none of it.
+    from .grading import grade, release, sandbox
+
+    root, out = Path(root).resolve(), Path(out).resolve()
+    reports = []
+    for assignment in release.generate(root):
+        samples = root / SAMPLES / assignment
+        if not samples.is_dir():
+            continue
+        report = SampleGrades(assignment, out / "grades" / assignment)
+        try:
+            report.rows = grade.grade(
+                root, assignment, samples, report.out, jobs=jobs, progress=progress
+            )
+        except sandbox.SandboxUnavailable as exc:
+            report.error, report.skipped = str(exc), True
+        except (ValueError, RuntimeError) as exc:
+            report.error = str(exc)
+        reports.append(report)
+    return reports
+
+
+def grading_summary(reports: Iterable[SampleGrades]) -> str:
+    """Per assignment: the grade table, or why there is none."""
+    from .grading import grade
+
+    parts = []
+    for r in reports:
+        if r.skipped:
+            parts.append(f"{r.assignment}: sample submissions not graded: {r.error}")
+        elif r.error:
+            parts.append(f"{r.assignment}: grading the sample submissions failed: {r.error}")
+        else:
+            parts.append(f"{r.assignment}, sample submissions:\n{grade.summary(r.rows, r.out)}")
+    return "\n\n".join(parts)
 
 
 def _render(result: NotebookResult, out: Path, asset_dir: Path, root: Path) -> None:

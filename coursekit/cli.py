@@ -53,6 +53,12 @@ def _add_build(subparsers: argparse._SubParsersAction) -> None:
         "--no-slides", dest="slides", action="store_false", help="execute only, render no slides"
     )
     p.add_argument(
+        "--no-grading",
+        dest="grading",
+        action="store_false",
+        help="skip generating assignments/ and grading samples/ (implied by --only)",
+    )
+    p.add_argument(
         "-p",
         "--param",
         action="append",
@@ -97,7 +103,31 @@ def _run_build(args: argparse.Namespace) -> int:
     report = build.summary(results, out.resolve())
     failed = any(r.error for r in results)
     print(report, file=sys.stderr if failed else sys.stdout)
+    if args.grading and args.only is None and (args.root / "nbgrader_config.py").is_file():
+        failed |= _grade_samples(args.root, out, args.jobs)
     return 1 if failed else 0
+
+
+def _grade_samples(root: Path, out: Path, jobs: int) -> bool:
+    """The build's last stage: student versions, then the sample submissions' grades.
+
+    True when something failed. A machine without the sandbox builds everything else and says
+    so: it is a missing tool, like a missing GPU, not a broken course.
+    """
+    try:
+        reports = build.release_and_grade_samples(root, out, jobs=jobs)
+    except RuntimeError as exc:
+        print(f"coursekit build: {exc}", file=sys.stderr)
+        return True
+    print(f"Student versions generated: {(root / 'assignments').resolve()}")
+    failed = any(
+        (r.error and not r.skipped) or any(row.status == "failed" for row in r.rows)
+        for r in reports
+    )
+    text = build.grading_summary(reports)
+    if text:
+        print(text, file=sys.stderr if failed or any(r.skipped for r in reports) else sys.stdout)
+    return failed
 
 
 def _parse_param(text: str) -> tuple[str, Any]:
@@ -149,7 +179,18 @@ def _add_grade(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None, help="default: ROOT/build/grades/ASSIGNMENT")
     p.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="submissions at a time")
     p.add_argument(
-        "--notebook-timeout", type=float, default=600, metavar="SECONDS", help="per notebook"
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="limit per cell (default: course config, 120)",
+    )
+    p.add_argument(
+        "--notebook-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="limit per notebook (default: course config, 600)",
     )
     p.set_defaults(run=_run_grade)
 
@@ -165,6 +206,7 @@ def _run_grade(args: argparse.Namespace) -> int:
             args.submissions,
             out,
             jobs=args.jobs,
+            cell_timeout=args.timeout,
             notebook_timeout=args.notebook_timeout,
         )
     except (ValueError, sandbox.SandboxUnavailable, RuntimeError) as exc:

@@ -83,8 +83,15 @@ def test_adadelta_update_has_the_units_of_the_parameter():
     base = _one_step_update(adadelta_update, 1.0, **adadelta)
     assert math.isclose(_one_step_update(adadelta_update, 100.0, **adadelta), base, rel_tol=1e-6)
 
-    rmsprop = dict(lr=0.01, alpha=0.9, eps=1e-12, weight_decay=0.0, momentum=0.0,
-                   centered=False, maximize=False)
+    rmsprop = dict(
+        lr=0.01,
+        alpha=0.9,
+        eps=1e-12,
+        weight_decay=0.0,
+        momentum=0.0,
+        centered=False,
+        maximize=False,
+    )
     base = _one_step_update(rmsprop_update, 1.0, **rmsprop)
     rescaled = _one_step_update(rmsprop_update, 100.0, **rmsprop)
     assert math.isclose(rescaled, base / 100.0, rel_tol=1e-6)  # off by the factor c

@@ -44,16 +44,24 @@ def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path):
 @pytest.mark.parametrize("path", SOURCES, ids=ids(SOURCES))
 def test_notebook_is_committed_without_outputs(path: Path):
     nb = nbformat.read(path, as_version=4)
-    dirty = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
-             and (cell.get("outputs") or cell.get("execution_count") is not None)]
+    dirty = [
+        i
+        for i, cell in enumerate(nb.cells)
+        if cell.cell_type == "code"
+        and (cell.get("outputs") or cell.get("execution_count") is not None)
+    ]
     assert not dirty, f"{path.name}: cells {dirty} carry outputs; clear them before committing"
 
 
 @pytest.mark.parametrize("path", LECTURES, ids=ids(LECTURES))
 def test_lecture_has_slide_metadata_on_every_cell_and_a_parameters_cell(path: Path):
     nb = nbformat.read(path, as_version=4)
-    missing = [i for i, cell in enumerate(nb.cells)
-               if "slide_type" not in cell.metadata.get("slideshow", {})]
+    missing = [
+        i
+        for i, cell in enumerate(nb.cells)
+        if "slide_type" not in cell.metadata.get("slideshow", {})
+    ]
     assert not missing, f"{path.name}: cells {missing} have no slideshow.slide_type"
     assert any("parameters" in cell.metadata.get("tags", []) for cell in nb.cells), (
-        f"{path.name}: no cell tagged 'parameters' for papermill")
+        f"{path.name}: no cell tagged 'parameters' for papermill"
+    )

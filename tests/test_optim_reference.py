@@ -92,7 +92,9 @@ def assert_same(history_a: list, history_b: list, dtype: torch.dtype) -> None:
     assert len(history_a) == len(history_b) > 0
     for step, (a, b) in enumerate(zip(history_a, history_b)):
         for pa, pb in zip(a, b):
-            torch.testing.assert_close(pa, pb, **tolerance(dtype), msg=lambda m, step=step: f"step {step}: {m}")
+            torch.testing.assert_close(
+                pa, pb, **tolerance(dtype), msg=lambda m, step=step: f"step {step}: {m}"
+            )
 
 
 def param_groups(model: Net) -> list[dict]:
@@ -167,16 +169,20 @@ def test_state_dict_is_interchangeable_with_torch(name, kwargs):
     ours_model.load_state_dict(torch_model.state_dict())
     ours_opt = getattr(ck, name)(ours_model.parameters(), **kwargs)
     ours_opt.load_state_dict(copy.deepcopy(torch_opt.state_dict()))
-    assert_same(train(ours_model, ours_opt, range(8, 16)), train(torch_model, torch_opt, range(8, 16)),
-                dtype)
+    assert_same(
+        train(ours_model, ours_opt, range(8, 16)),
+        train(torch_model, torch_opt, range(8, 16)),
+        dtype,
+    )
 
 
 @pytest.mark.parametrize(
     "scheduler",
     [
         lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=5, gamma=0.5),
-        lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.05, total_steps=STEPS,
-                                                        cycle_momentum=False),
+        lambda o: torch.optim.lr_scheduler.OneCycleLR(
+            o, max_lr=0.05, total_steps=STEPS, cycle_momentum=False
+        ),
         lambda o: torch.optim.lr_scheduler.LambdaLR(o, ck.inverse_sqrt_decay()),
     ],
     ids=["StepLR", "OneCycleLR", "LambdaLR-inverse-sqrt"],
@@ -240,9 +246,16 @@ def test_invalid_hyperparameters_raise_value_error_naming_them(name, kwargs, par
 
 def test_loss_falls_on_rosenbrock():
     """Each optimizer makes progress on the classic banana valley from (-1.5, 2)."""
-    settings = {"SGD": dict(lr=1e-3, momentum=0.9), "Rprop": dict(lr=1e-3), "Adagrad": dict(lr=0.1),
-                "RMSprop": dict(lr=1e-3), "Adadelta": dict(lr=1.0), "Adam": dict(lr=1e-2),
-                "AdamW": dict(lr=1e-2), "Adamax": dict(lr=1e-2)}
+    settings = {
+        "SGD": dict(lr=1e-3, momentum=0.9),
+        "Rprop": dict(lr=1e-3),
+        "Adagrad": dict(lr=0.1),
+        "RMSprop": dict(lr=1e-3),
+        "Adadelta": dict(lr=1.0),
+        "Adam": dict(lr=1e-2),
+        "AdamW": dict(lr=1e-2),
+        "Adamax": dict(lr=1e-2),
+    }
 
     def rosenbrock(xy):
         return (1 - xy[0]) ** 2 + 100 * (xy[1] - xy[0] ** 2) ** 2

@@ -105,8 +105,11 @@ def test_schedules_follow_their_formulas_and_drive_lambda_lr():
         (ck.inverse_sqrt_decay, dict(offset=0.0), "offset"),
         (ck.inverse_decay, dict(offset=-1.0), "offset"),
         (ck.linear_scaling_warmup, dict(batch_size=0, base_batch_size=1), "batch_size"),
-        (ck.linear_scaling_warmup, dict(batch_size=8, base_batch_size=1, warmup_steps=-1),
-         "warmup_steps"),
+        (
+            ck.linear_scaling_warmup,
+            dict(batch_size=8, base_batch_size=1, warmup_steps=-1),
+            "warmup_steps",
+        ),
     ],
 )
 def test_schedule_arguments_are_checked(factory, kwargs, param):

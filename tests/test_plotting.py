@@ -108,7 +108,11 @@ def test_diverged_trajectory_keeps_the_view_on_the_surface() -> None:
 
 @pytest.mark.parametrize(
     ("trajectories", "match"),
-    [({}, "at least one"), ({"bad": torch.zeros(5, 3)}, "'bad'"), ({"bad": torch.zeros(0, 2)}, "'bad'")],
+    [
+        ({}, "at least one"),
+        ({"bad": torch.zeros(5, 3)}, "'bad'"),
+        ({"bad": torch.zeros(0, 2)}, "'bad'"),
+    ],
 )
 def test_bad_trajectories_are_rejected(trajectories, match: str) -> None:
     """Are empty mappings and paths that are not (T, 2) rejected with a clear message?"""
@@ -138,8 +142,7 @@ def test_animation_frames_are_bounded_and_end_on_the_full_path() -> None:
 def test_animation_html_is_self_contained() -> None:
     """Is the HTML a script player with embedded frames and no address on the network?"""
     surface = rosenbrock()
-    anim = plotting.animate_trajectories(surface, _runs(surface, steps=40), frames=4,
-                                         title="race")
+    anim = plotting.animate_trajectories(surface, _runs(surface, steps=40), frames=4, title="race")
     ax = anim._fig.axes[0]
     assert _legend_names(ax) == ["SGD", "Adam"]
     html = plotting.animation_html(anim)

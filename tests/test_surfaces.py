@@ -96,11 +96,13 @@ def test_listed_minima_are_critical_with_min_value(key: str) -> None:
     for point in surface.minima:
         xy = torch.tensor(point, dtype=torch.float64)
         assert surface.value(xy).item() == pytest.approx(surface.min_value, abs=1e-12)
-        torch.testing.assert_close(surface.grad(xy), torch.zeros(2, dtype=torch.float64),
-                                   rtol=0, atol=1e-12)
+        torch.testing.assert_close(
+            surface.grad(xy), torch.zeros(2, dtype=torch.float64), rtol=0, atol=1e-12
+        )
         # Nearby points are no lower: a minimum, not just a critical point.
-        offsets = 1e-3 * torch.randn(20, 2, dtype=torch.float64,
-                                     generator=torch.Generator().manual_seed(1))
+        offsets = 1e-3 * torch.randn(
+            20, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1)
+        )
         assert (surface.value(xy + offsets) >= surface.min_value).all()
 
 
@@ -118,10 +120,12 @@ def test_one_one_one_net_hyperbola_is_all_minima() -> None:
     w1 = torch.empty(50, dtype=torch.float64).uniform_(0.2, 5.0, generator=generator)
     w1 = w1 * torch.where(torch.rand(50, generator=generator) < 0.5, -1.0, 1.0).double()
     points = torch.stack((w1, 1.0 / w1), dim=-1)  # (50, 2), both branches
-    torch.testing.assert_close(surface.value(points), torch.zeros(50, dtype=torch.float64),
-                               rtol=0, atol=1e-12)
-    torch.testing.assert_close(surface.grad(points), torch.zeros(50, 2, dtype=torch.float64),
-                               rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        surface.value(points), torch.zeros(50, dtype=torch.float64), rtol=0, atol=1e-12
+    )
+    torch.testing.assert_close(
+        surface.grad(points), torch.zeros(50, 2, dtype=torch.float64), rtol=0, atol=1e-12
+    )
     for point in surface.minima:
         assert point[0] * point[1] == 1.0
 
@@ -170,7 +174,11 @@ def test_quadratic_hessian_spectrum_and_angle(kappa: float, angle: float, scale:
 def _quadratic_matrix(kappa: float, angle: float, scale: float) -> torch.Tensor:
     c, s = math.cos(angle), math.sin(angle)
     rotation = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
-    return rotation @ torch.diag(torch.tensor([scale, scale * kappa], dtype=torch.float64)) @ rotation.T
+    return (
+        rotation
+        @ torch.diag(torch.tensor([scale, scale * kappa], dtype=torch.float64))
+        @ rotation.T
+    )
 
 
 def test_trajectory_sgd_on_quadratic_matches_closed_form() -> None:
@@ -200,15 +208,17 @@ def test_trajectory_passes_a_closure() -> None:
     """Does an optimizer that needs a closure (L-BFGS) run and reach the minimum?"""
     surface = rosenbrock()
     path = trajectory(surface, lambda p: torch.optim.LBFGS(p, max_iter=50), 10)
-    torch.testing.assert_close(path[-1], torch.tensor([1.0, 1.0], dtype=torch.float64),
-                               rtol=0, atol=1e-4)
+    torch.testing.assert_close(
+        path[-1], torch.tensor([1.0, 1.0], dtype=torch.float64), rtol=0, atol=1e-4
+    )
 
 
 def test_trajectory_start_dtype_and_zero_steps() -> None:
     """Are start, dtype and steps = 0 honoured?"""
     surface = beale()
-    path = trajectory(surface, lambda p: torch.optim.SGD(p, lr=1e-3), 0,
-                      start=(0.5, -0.25), dtype=torch.float32)
+    path = trajectory(
+        surface, lambda p: torch.optim.SGD(p, lr=1e-3), 0, start=(0.5, -0.25), dtype=torch.float32
+    )
     assert path.shape == (1, 2) and path.dtype == torch.float32
     assert path[0].tolist() == [0.5, -0.25]
     default = trajectory(surface, lambda p: torch.optim.SGD(p, lr=1e-3), 3)
@@ -236,10 +246,18 @@ def test_trajectory_records_divergence() -> None:
         (lambda: rosenbrock(a=math.nan), "a"),
         (lambda: trajectory(rosenbrock(), lambda p: torch.optim.SGD(p, lr=1e-3), -1), "steps"),
         (lambda: trajectory(rosenbrock(), lambda p: torch.optim.SGD(p, lr=1e-3), 2.5), "steps"),
-        (lambda: trajectory(rosenbrock(), lambda p: torch.optim.SGD(p, lr=1e-3), 3,
-                            start=(1.0, 2.0, 3.0)), "start"),
-        (lambda: trajectory(rosenbrock(), lambda p: torch.optim.SGD(p, lr=1e-3), 3,
-                            dtype=torch.int64), "dtype"),
+        (
+            lambda: trajectory(
+                rosenbrock(), lambda p: torch.optim.SGD(p, lr=1e-3), 3, start=(1.0, 2.0, 3.0)
+            ),
+            "start",
+        ),
+        (
+            lambda: trajectory(
+                rosenbrock(), lambda p: torch.optim.SGD(p, lr=1e-3), 3, dtype=torch.int64
+            ),
+            "dtype",
+        ),
     ],
 )
 def test_invalid_arguments_name_the_parameter(build, name: str) -> None:

@@ -44,8 +44,15 @@ def test_full_batch_training_is_gradient_descent_and_records_each_step():
 def test_minibatches_cover_the_data_once_per_epoch_and_bad_arguments_raise():
     x, y = torch.randn(10, 2), torch.randn(10, 1)
     model = nn.Linear(2, 1)
-    history = train(model, SGD(model.parameters(), lr=0.01), nn.functional.mse_loss, x, y,
-                    epochs=3, batch_size=4)
+    history = train(
+        model,
+        SGD(model.parameters(), lr=0.01),
+        nn.functional.mse_loss,
+        x,
+        y,
+        epochs=3,
+        batch_size=4,
+    )
     assert len(history.loss) == 3 * 3  # batches of 4, 4, 2
     with pytest.raises(ValueError, match="batch_size"):
         train(model, SGD(model.parameters()), nn.functional.mse_loss, x, y, batch_size=0)

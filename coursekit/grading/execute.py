@@ -56,6 +56,9 @@ class SandboxedExecute(Execute):
             blocked=sorted({m for kind in kinds for m in BLOCKED.get(kind, ())}),
             files=files,
         )
+        # nbclient drops self.km when the kernel dies, before preprocess's except clause runs;
+        # the sandbox (its cgroups, its OOM count) must outlive that.
+        self._sandbox = self.km
         return self.km
 
     def preprocess(self, nb: NotebookNode, resources: dict, km=None) -> tuple[NotebookNode, dict]:
@@ -69,6 +72,7 @@ class SandboxedExecute(Execute):
         self.timeout_func = lambda cell: max(1, min(self.timeout, deadline - time.monotonic()))
         self._timed_out, self._output_bytes, self._truncated = set(), {}, set()
         index = -1
+        self._sandbox = None
         try:
             with self.setup_kernel():
                 info = self.wait_for_reply(self.kc.kernel_info())
@@ -85,12 +89,17 @@ class SandboxedExecute(Execute):
         except DeadKernelError:
             noted.append(self._death_note(index))
         except Exception as error:  # the kernel did not start or stopped answering
+            # Only the first line: nbclient's messages go on with a preview of the cell, which
+            # may be a test cell and must not reach the student.
+            where = f"in cell number {index + 1}" if index >= 0 else "while starting"
+            first_line = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
             noted.append(
-                f"The notebook could not be run to the end: {type(error).__name__}: {error}"
+                f"The notebook could not be run to the end: the kernel stopped answering {where} "
+                f"({type(error).__name__}: {first_line}). Later cells were not run."
             )
         finally:
-            if self.km is not None:
-                self.km.cleanup_sandbox()
+            if self._sandbox is not None:
+                self._sandbox.cleanup_sandbox()
         for index in sorted(self._timed_out):
             noted.append(
                 f"Cell number {index + 1} ran out of its {self.timeout} s and was interrupted."
@@ -103,10 +112,10 @@ class SandboxedExecute(Execute):
 
     def _death_note(self, index: int) -> str:
         where = f"in cell number {index + 1}" if index >= 0 else "while starting"
-        if self.km is not None:
-            self.km.cleanup_sandbox()
-            if self.km.oom_killed:
-                limit = self.km.memory_limit / 2**30
+        if self._sandbox is not None:
+            self._sandbox.cleanup_sandbox()
+            if self._sandbox.oom_killed:
+                limit = self._sandbox.memory_limit / 2**30
                 return f"The kernel was stopped {where}: it used more than its {limit:g} GiB of memory. Later cells were not run."
         return f"The kernel died {where} (it exited or was killed). Later cells were not run."
 

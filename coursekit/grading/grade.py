@@ -27,7 +27,6 @@ import os
 import re
 import shutil
 import stat
-import subprocess
 import sys
 import tempfile
 import zipfile
@@ -38,7 +37,9 @@ from pathlib import Path, PurePosixPath
 import nbformat
 from tqdm.auto import tqdm
 
+from . import release as release_module
 from . import sandbox
+from .score import set_notes
 
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$")
 MAX_NOTEBOOK_BYTES = 20 * 2**20
@@ -178,31 +179,10 @@ class _Course:
         return sorted(self.path(self.dirs.release_directory, ".", assignment).glob("*.ipynb"))
 
 
-def _nbgrader(course: _Course, args: list[str], log: Path | None, timeout: float) -> int:
-    env = dict(os.environ)
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")  # alembic
-    command = [sys.executable, "-m", "nbgrader", *args]
-    with open(log, "a") if log else open(os.devnull, "w") as sink:
-        try:
-            return subprocess.run(
-                command,
-                cwd=course.root,
-                env=env,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                timeout=timeout,
-            ).returncode
-        except subprocess.TimeoutExpired:
-            sink.write(
-                f"\ncoursekit: nbgrader {args[0]} ran past {timeout:.0f} s and was stopped\n"
-            )
-            return -1
-
-
 _API = None
 
 
-def _start_worker(root: str) -> None:
+def _start_worker(root: str, limits: dict) -> None:
     """In each worker process, once: nbgrader's API on the course's configuration."""
     global _API
     from nbgrader.apps import NbGraderAPI
@@ -212,20 +192,38 @@ def _start_worker(root: str) -> None:
     os.chdir(root)
     os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
     config = PyFileConfigLoader("nbgrader_config.py", path=root).load_config()
+    if limits.get("cell_timeout"):
+        config.Execute.timeout = int(limits["cell_timeout"])
+    if limits.get("notebook_timeout"):
+        config.SandboxedExecute.notebook_timeout = int(limits["notebook_timeout"])
     _API = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
 
 
-def _grade_in_worker(assignment: str, student: str) -> tuple[bool, str]:
-    """nbgrader autograde, then generate_feedback, for one student; (success, log)."""
+def _grade_in_worker(assignment: str, student: str, notes: list[str]) -> tuple[bool, str]:
+    """nbgrader autograde, then generate_feedback, for one student; (success, log).
+
+    `notes` (about how the submission was collected) join the grader's notes in the
+    autograded notebook before its feedback is made, so the student reads them too.
+    """
     result = _API.autograde(assignment, student, force=True, create=True)
     log = result.get("log", "") + result.get("error", "")
     if not result["success"]:
         return False, log
+    if notes:
+        folder = Path(
+            _API.coursedir.format_path(_API.coursedir.autograded_directory, student, assignment)
+        )
+        for path in sorted(folder.glob("*.ipynb")):
+            nb = nbformat.read(path, as_version=4)
+            set_notes(nb, notes + nb.metadata.get("coursekit", {}).get("problems", []))
+            path.chmod(0o644)
+            nbformat.write(nb, path)
+            path.chmod(0o444)
     result = _API.generate_feedback(assignment, student, force=True)
     return bool(result["success"]), log + result.get("log", "") + result.get("error", "")
 
 
-def _run_workers(root: Path, assignment: str, students: list[Submission], jobs: int):
+def _run_workers(root: Path, assignment: str, students: list[Submission], jobs: int, limits: dict):
     """Yield (submission, success, log) as workers finish, `jobs` at a time.
 
     Workers are processes that stay up (importing nbgrader costs seconds) and never run
@@ -242,9 +240,11 @@ def _run_workers(root: Path, assignment: str, students: list[Submission], jobs: 
         context = multiprocessing.get_context("spawn")
         retry = []
         with ProcessPoolExecutor(
-            jobs, mp_context=context, initializer=_start_worker, initargs=(str(root),)
+            jobs, mp_context=context, initializer=_start_worker, initargs=(str(root), limits)
         ) as pool:
-            futures = {pool.submit(_grade_in_worker, assignment, s.student_id): s for s in pending}
+            futures = {
+                pool.submit(_grade_in_worker, assignment, s.student_id, s.notes): s for s in pending
+            }
             for future in as_completed(futures):
                 submission = futures[future]
                 try:
@@ -266,7 +266,7 @@ def _notes_of(autograded: Path) -> list[str]:
     for path in sorted(autograded.glob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)
         notes += nb.metadata.get("coursekit", {}).get("problems", [])
-    return notes
+    return list(dict.fromkeys(notes))  # collection notes are in every notebook
 
 
 def _failed_feedback(folder: Path, student: str, assignment: str, message: str) -> None:
@@ -284,10 +284,14 @@ def grade(
     out: Path,
     *,
     jobs: int = 1,
-    notebook_timeout: float = 600,
+    cell_timeout: float | None = None,
+    notebook_timeout: float | None = None,
     progress: bool = True,
 ) -> list[Row]:
-    """Grade every submission; write OUT/grades.csv and OUT/feedback; return the rows."""
+    """Grade every submission; write OUT/grades.csv and OUT/feedback; return the rows.
+
+    `cell_timeout` and `notebook_timeout` (seconds) override the course's nbgrader_config.py.
+    """
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     root = root.resolve()
@@ -309,16 +313,7 @@ def grade(
 
     # Record the assignment in the gradebook once, before the parallel runs.
     with tempfile.TemporaryDirectory() as scratch:
-        register = [
-            "generate_assignment",
-            assignment,
-            "--force",
-            f"--CourseDirectory.release_directory={scratch}",
-        ]
-        if _nbgrader(course, register, out / "logs" / "_generate_assignment.log", 600) != 0:
-            raise RuntimeError(
-                f"nbgrader generate_assignment {assignment} failed: see {out / 'logs'}"
-            )
+        release_module.generate(root, assignment, Path(scratch))
 
     release = course.path(course.dirs.release_directory, ".", assignment)
     students, rows = [], {}
@@ -344,22 +339,27 @@ def grade(
     def finish(submission: Submission, ok: bool, log: str) -> Row:
         sid = submission.student_id
         (out / "logs" / f"{sid}.log").write_text(log)
-        notes = list(submission.notes)
         autograded = course.path(course.dirs.autograded_directory, sid, assignment)
         if not ok or not autograded.is_dir():
             message = f"grading failed (see logs/{sid}.log); the submission must be graded again"
             _failed_feedback(out / "feedback" / sid, sid, assignment, message)
-            return Row(sid, None, None, "failed", " ".join([*notes, message]))
-        notes += _notes_of(autograded)
+            return Row(sid, None, None, "failed", _one_line([*submission.notes, message]))
+        notes = _notes_of(autograded)  # the collection notes are in there too
         feedback = course.path(course.dirs.feedback_directory, sid, assignment)
         shutil.copytree(feedback, out / "feedback" / sid, dirs_exist_ok=True)
         score, max_score = _score(course, assignment, sid)
-        return Row(sid, score, max_score, "graded", " ".join(notes))
+        return Row(sid, score, max_score, "graded", _one_line(notes))
 
     bar = tqdm(
         total=len(students), desc=f"grading {assignment}", unit="submission", disable=not progress
     )
-    for submission, ok, log in _run_workers(root, assignment, students, jobs):
+    for submission, ok, log in _run_workers(
+        root,
+        assignment,
+        students,
+        jobs,
+        {"cell_timeout": cell_timeout, "notebook_timeout": notebook_timeout},
+    ):
         row = finish(submission, ok, log)
         rows[row.student_id] = row
         bar.set_postfix_str(row.student_id)
@@ -382,6 +382,11 @@ def _score(course: _Course, assignment: str, student: str) -> tuple[float, float
     with Gradebook(course.dirs.db_url) as gradebook:
         submission = gradebook.find_submission(assignment, student)
         return float(submission.score), float(submission.max_score)
+
+
+def _one_line(notes: list[str]) -> str:
+    """The notes as one line: a spreadsheet row per student, whatever the messages hold."""
+    return " ".join(" ".join(note.split()) for note in notes)
 
 
 def format_csv(rows: list[Row]) -> str:

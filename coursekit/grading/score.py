@@ -128,12 +128,15 @@ class ScoreFromRecords(NbGraderPreprocessor):
                 cell.source = _HIDDEN.sub("", cell.source)
             else:  # records elsewhere are noise in the feedback
                 cell.outputs = [o for o in cell.outputs if records.MIME not in o.get("data", {})]
-        noted = problems(nb)
-        if noted:
-            text = (
-                "**Grading notes.** " + " ".join(noted)
-                if len(noted) == 1
-                else ("**Grading notes.**\n\n" + "\n".join(f"- {n}" for n in noted))
-            )
-            nb.cells.insert(0, nbformat.v4.new_markdown_cell(text))
+        set_notes(nb, problems(nb))
         return nb, resources
+
+
+def set_notes(nb: NotebookNode, notes: list[str]) -> None:
+    """Show `notes` in a markdown cell at the top (replacing an earlier one) and in metadata."""
+    notes = [_HIDDEN.sub("[hidden]", n) for n in notes]  # no message may quote a hidden test
+    nb.metadata.setdefault("coursekit", {})["problems"] = notes
+    nb.cells = [c for c in nb.cells if c.get("metadata", {}).get("coursekit") != "notes"]
+    if notes:
+        text = "**Grading notes.**\n\n" + "\n".join(f"- {n}" for n in notes)
+        nb.cells.insert(0, nbformat.v4.new_markdown_cell(text, metadata={"coursekit": "notes"}))

@@ -1,0 +1,368 @@
+"""The grading pieces on their own: records, checks, reassembly, collection, stubs, release."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+from coursekit.grading import assemble, grade, optimizers, records, release, sandbox, score
+from coursekit.grading.submissions import solved, with_cell, without
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = nbformat.read(ROOT / "solutions/ps2/ps2.ipynb", as_version=4)
+RELEASE = nbformat.read(ROOT / "assignments/ps2/ps2.ipynb", as_version=4)
+
+
+def _record_output(kind="optimizer", key="sgd", tensors=None, errors=None) -> dict:
+    """What `records.emit` puts in a notebook, built without a kernel."""
+    from safetensors.torch import save
+
+    blob = base64.b64encode(save(tensors or {"0/float64": torch.zeros(2, 3)})).decode()
+    data = {"kind": kind, "key": key, "tensors": blob, "errors": errors or {}}
+    return {"output_type": "display_data", "data": {records.MIME: data}, "metadata": {}}
+
+
+# ---- records: plain tensors in, plain tensors out, anything else refused -------------------
+
+
+def test_record_round_trip_keeps_values_dtype_and_shape():
+    x = torch.randn(4, 5, dtype=torch.float64)
+    record = records.read(_record_output(tensors={"a": x, "b": x.float()}))
+    assert record.kind == "optimizer" and record.key == "sgd"
+    assert torch.equal(record.tensors["a"], x) and record.tensors["b"].dtype == torch.float32
+    assert type(record.tensors["a"]) is torch.Tensor
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        lambda d: d.update(tensors="not base64!"),
+        lambda d: d.update(tensors=base64.b64encode(b"\x00" * 64).decode()),
+        lambda d: d.update(tensors=base64.b64encode(b"garbage").decode()),
+        lambda d: d.update(kind=3),
+        lambda d: d.update(errors={"x": 1}),
+        lambda d: d.update(errors=["x"]),
+        lambda d: d.update(tensors="A" * (records.MAX_RECORD_BYTES * 2)),
+    ],
+)
+def test_malformed_records_are_ignored_not_trusted(corrupt):
+    output = _record_output()
+    corrupt(output["data"][records.MIME])
+    assert records.read(output) is None
+
+
+def test_a_pickle_is_never_loaded():
+    # A pickled tensor is the classic way to run code in the loader; it is not a record.
+    buffer = io.BytesIO()
+    torch.save({"0/float64": torch.zeros(2)}, buffer)
+    output = _record_output()
+    output["data"][records.MIME]["tensors"] = base64.b64encode(buffer.getvalue()).decode()
+    assert records.read(output) is None
+
+
+# ---- the optimizer checks: independent reference (torch.optim) against coursekit's ----------
+
+
+@pytest.mark.parametrize("key", sorted(optimizers.CASES))
+def test_torch_optim_passes_every_check(key):
+    tensors = {
+        f"{i}/{v}": optimizers.trajectory(getattr(torch.optim, ref), hyper, v)
+        for i, (ref, hyper) in enumerate(optimizers.CASES[key])
+        for v in optimizers.variants()
+    }
+    verdict = optimizers.grade_optimizer(key, tensors, {})
+    assert verdict.passed == verdict.total > 0, verdict.lines
+
+
+def test_a_wrong_optimizer_fails_where_it_is_wrong():
+    class NoDampening(torch.optim.SGD):  # momentum right, dampening ignored
+        def __init__(self, params, **hyper):
+            hyper.pop("dampening", None)
+            super().__init__(params, **hyper)
+
+    tensors = {
+        f"{i}/{v}": optimizers.trajectory(NoDampening, hyper, v)
+        for i, (_, hyper) in enumerate(optimizers.CASES["sgd_momentum"])
+        for v in optimizers.variants()
+    }
+    verdict = optimizers.grade_optimizer("sgd_momentum", tensors, {})
+    per_case = len(optimizers.variants())
+    assert (verdict.passed, verdict.total) == (2 * per_case, 3 * per_case)
+    assert any("dampening=0.5" in line and "step 2" in line for line in verdict.lines)
+
+
+def test_state_dict_resume_is_checked():
+    class Forgetful(torch.optim.Adam):  # loses its moments when reloaded
+        def load_state_dict(self, state_dict):
+            pass
+
+    got = optimizers.trajectory(Forgetful, {"lr": 0.01}, "resume")
+    want = optimizers.trajectory(torch.optim.Adam, {"lr": 0.01}, "resume")
+    assert torch.equal(got[: optimizers.RESUME_AT], want[: optimizers.RESUME_AT])
+    problem = optimizers._first_difference(got, want)
+    assert problem and f"step {optimizers.RESUME_AT + 1}" in problem
+
+
+def test_visible_check_explains_a_frozen_parameter_that_moved():
+    class MovesFrozen(torch.optim.SGD):
+        @torch.no_grad()
+        def step(self, closure=None):
+            super().step(closure)
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is None:
+                        p.add_(1.0)
+
+    with pytest.raises(AssertionError, match="grad is None must not change"):
+        optimizers.check_optimizer(MovesFrozen, "SGD", lr=0.05)
+
+
+def test_records_of_the_wrong_kind_or_key_do_not_count():
+    # A correct SGD record placed in the Adam test cell earns nothing there.
+    sgd = {
+        f"{i}/{v}": optimizers.trajectory(torch.optim.SGD, hyper, v)
+        for i, (_, hyper) in enumerate(optimizers.CASES["sgd"])
+        for v in optimizers.variants()
+    }
+    cell = nbformat.v4.new_code_cell('record_optimizer("adam", Adam)')
+    cell.metadata["nbgrader"] = {"grade": True, "grade_id": "t", "points": 3, "solution": False}
+    cell.outputs = [nbformat.from_dict(_record_output(key="sgd", tensors=sgd))]
+    assert score.score_cell(cell)[0] == 0
+    cell.outputs = [nbformat.from_dict(_record_output(key="adam", tensors=sgd))]
+    assert score.score_cell(cell)[0] == 0
+
+
+def test_expected_records_come_from_the_cell_source():
+    src = 'x = 1\nrecord_optimizer("adam", Adam)\ncoursekit.grading.record_optimizer("sgd", S)\n'
+    assert score.expected_records(src) == [("optimizer", "adam"), ("optimizer", "sgd")]
+    assert score.expected_records("record_optimizer(name, Adam)") == []  # not a literal
+    assert score.expected_records("record_unknown('a', b)") == []
+    assert score.expected_records("def (") == []
+
+
+def test_partial_credit_is_points_times_fraction_passed():
+    tensors = {
+        f"{i}/{v}": optimizers.trajectory(torch.optim.Adam, hyper, v)
+        for i, (_, hyper) in enumerate(optimizers.CASES["adam"][:2])
+        for v in optimizers.variants()
+    }  # two of the three cases recorded
+    cell = nbformat.v4.new_code_cell('record_optimizer("adam", Adam)')
+    cell.metadata["nbgrader"] = {"grade": True, "grade_id": "t", "points": 3, "solution": False}
+    cell.outputs = [nbformat.from_dict(_record_output(key="adam", tensors=tensors))]
+    earned, lines = score.score_cell(cell)
+    assert earned == 2.0
+    assert any("no result recorded" in line for line in lines)
+
+
+# ---- reassembly: the course's cells, the student's answers ---------------------------------
+
+
+def _grade_ids(nb):
+    return [c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells]
+
+
+def test_reassembly_restores_deleted_edited_and_retyped_test_cells():
+    nb = without(solved(SOURCE, RELEASE), "test_adam")
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid == "test_sgd":
+            cell.source = "pass"
+        if gid == "test_rprop":
+            cell.cell_type = "markdown"
+        if gid == "test_adagrad":
+            cell.metadata.nbgrader["points"] = 100
+    graded, notes = assemble.reassemble(nb, SOURCE, RELEASE)
+    assert _grade_ids(graded) == _grade_ids(SOURCE)
+    by_id = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in graded.cells}
+    assert 'record_optimizer("adam"' in by_id["test_adam"].source  # hidden tests are back
+    assert by_id["test_adagrad"].metadata.nbgrader["points"] == 2
+    text = " ".join(notes)
+    assert "'test_adam' was deleted" in text
+    assert "'test_sgd' was edited" in text
+    assert "'test_rprop' was changed to markdown" in text
+
+
+def test_reassembly_keeps_answers_and_added_cells_in_place():
+    nb = with_cell(solved(SOURCE, RELEASE), "def helper():\n    return 1", after="setup")
+    graded, notes = assemble.reassemble(nb, SOURCE, RELEASE)
+    assert notes == []
+    index = _grade_ids(graded).index("setup")
+    assert graded.cells[index + 1].source.startswith("def helper")
+    answer = next(
+        c
+        for c in graded.cells
+        if _grade_ids(nbformat.v4.new_notebook(cells=[c]))[0] == "adam_solution"
+    )
+    assert "BEGIN SOLUTION" not in answer.source and "exp_avg" in answer.source
+
+
+def test_a_missing_or_retyped_answer_is_graded_blank():
+    nb = without(solved(SOURCE, RELEASE), "adam_solution")
+    graded, notes = assemble.reassemble(nb, SOURCE, RELEASE)
+    blank = next(
+        c for c in graded.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "adam_solution"
+    )
+    assert "NotImplementedError" in blank.source
+    assert any("'adam_solution' was missing" in n for n in notes)
+
+
+def test_student_metadata_cannot_inject_notes_or_grade_cells():
+    nb = with_cell(RELEASE, "x = 1")
+    nb.metadata["coursekit"] = {"problems": ["fake"]}
+    nb.cells[-1].metadata["nbgrader"] = {"grade": True, "grade_id": "fake", "points": 50}
+    graded, _ = assemble.reassemble(nb, SOURCE, RELEASE)
+    assert "coursekit" not in graded.metadata
+    assert "fake" not in _grade_ids(graded)
+    assert graded.cells[-1].source == "x = 1"
+
+
+# ---- collecting submissions -----------------------------------------------------------------
+
+
+def _notebook_bytes(nb=RELEASE) -> bytes:
+    return nbformat.writes(nb).encode()
+
+
+def test_renamed_and_invalid_notebooks_are_named_in_notes():
+    renamed = grade.Submission("a", {"ps2-Copy1.ipynb": _notebook_bytes()})
+    assert grade.choose_notebooks(renamed, ["ps2.ipynb"])["ps2.ipynb"] is not None
+    assert "ps2-Copy1.ipynb was graded in its place" in renamed.notes[0]
+    broken = grade.Submission("b", {"ps2.ipynb": b"{not json"})
+    assert grade.choose_notebooks(broken, ["ps2.ipynb"]) == {"ps2.ipynb": None}
+    assert "not a valid notebook" in broken.notes[0]
+    nothing = grade.Submission("c", {})
+    assert grade.choose_notebooks(nothing, ["ps2.ipynb"]) == {"ps2.ipynb": None}
+    exact = grade.Submission("d", {"ps2.ipynb": _notebook_bytes(), "ps2-Copy1.ipynb": b"x"})
+    assert grade.choose_notebooks(exact, ["ps2.ipynb"])["ps2.ipynb"] == _notebook_bytes()
+
+
+def test_zip_with_a_wrapping_folder_and_hostile_members(tmp_path):
+    path = tmp_path / "export.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("course/alice/ps2.ipynb", _notebook_bytes())
+        z.writestr("course/bob/work/ps2.ipynb", _notebook_bytes())
+        z.writestr("course/../../evil/ps2.ipynb", _notebook_bytes())
+        link = zipfile.ZipInfo("course/carol/ps2.ipynb")
+        link.external_attr = 0o120777 << 16  # a symlink
+        z.writestr(link, "/etc/shadow")
+        z.writestr("course/__MACOSX/alice/._ps2.ipynb", b"junk")
+    found = {s.student_id: s for s in grade.collect(path)}
+    assert set(found) >= {"alice", "bob", "carol"}
+    assert list(found["alice"].files) == ["ps2.ipynb"] and list(found["bob"].files) == [
+        "work/ps2.ipynb"
+    ]
+    assert found["carol"].files == {} and "not a plain file" in found["carol"].notes[0]
+    assert all(".." not in f for s in found.values() for f in s.files)
+    assert not grade.STUDENT_ID.match("..") and not grade.STUDENT_ID.match(".hidden")
+
+
+def test_folder_submissions_skip_symlinks_and_huge_files(tmp_path):
+    (tmp_path / "alice").mkdir()
+    (tmp_path / "alice/ps2.ipynb").write_bytes(_notebook_bytes())
+    (tmp_path / "mallory").mkdir()
+    (tmp_path / "mallory/ps2.ipynb").symlink_to(tmp_path / "alice/ps2.ipynb")
+    (tmp_path / "zed").mkdir()
+    with open(tmp_path / "zed/ps2.ipynb", "wb") as f:
+        f.truncate(grade.MAX_NOTEBOOK_BYTES + 1)
+    found = {s.student_id: s for s in grade.collect(tmp_path)}
+    assert found["alice"].files and not found["mallory"].files and not found["zed"].files
+    assert "not a regular file" in found["mallory"].notes[0]
+    with pytest.raises(ValueError, match="submissions"):
+        grade.collect(tmp_path / "alice/ps2.ipynb")
+
+
+def test_csv_has_the_promised_columns_and_blank_scores_for_failures():
+    text = grade.format_csv(
+        [grade.Row("a", 17.5, 18, "graded", ""), grade.Row("b", None, None, "failed", "x, y")]
+    )
+    lines = text.splitlines()
+    assert lines[0] == "student_id,score,max_score,status,error"
+    assert lines[1] == "a,17.5,18,graded," and lines[2] == 'b,,,failed,"x, y"'
+
+
+def test_notes_never_quote_a_hidden_test_and_each_is_one_csv_line():
+    """A timeout message that previews a test cell must not carry its hidden tests anywhere."""
+    message = (
+        "CellTimeoutError: A cell timed out.\nHere is a preview of the cell contents:\n"
+        '### BEGIN HIDDEN TESTS\nrecord_optimizer("adam", Adam)\n### END HIDDEN TESTS\n'
+        "check_optimizer(Adam)"
+    )
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    score.set_notes(nb, [message])
+    score.set_notes(nb, ["Collected from a zip.", *score.problems(nb)])  # replaces, not adds
+    shown = nb.cells[0].source + " ".join(score.problems(nb))
+    assert "record_optimizer" not in shown and "HIDDEN" not in shown
+    assert "check_optimizer(Adam)" in shown and "Collected from a zip." in shown
+    assert [c.cell_type for c in nb.cells] == ["markdown", "code"]
+    row = grade.Row("a", 1, 18, "graded", grade._one_line(score.problems(nb)))
+    assert len(grade.format_csv([row]).splitlines()) == 2
+
+
+# ---- stubs that hide modules ----------------------------------------------------------------
+
+
+def test_stub_keeps_names_importable_and_raises_on_use(tmp_path):
+    real = Path(torch.optim.__file__).with_name("adam.py")
+    stub = tmp_path / "fake_adam.py"
+    stub.write_text(sandbox._stub_source(real, "torch.optim.adam"))
+    namespace: dict = {"__name__": "torch.optim.adam"}
+    exec(compile(stub.read_text(), str(stub), "exec"), namespace)
+    assert "Adam" in namespace["__all__"] and "adam" in namespace["__all__"]
+    with pytest.raises(RuntimeError, match="not available while this assignment is graded"):
+        namespace["Adam"]([torch.zeros(1, requires_grad=True)])
+    with pytest.raises(RuntimeError):
+        namespace["adam"]()
+    with pytest.raises(RuntimeError):
+        type("Mine", (namespace["Adam"],), {"__module__": "__main__"})
+    with pytest.raises(AttributeError):
+        namespace["__getattr__"]("__path__")
+
+
+# ---- the release is what nbgrader makes from the source -------------------------------------
+
+
+def _cells(nb):
+    return [(c.cell_type, c.source, c.metadata.get("nbgrader")) for c in nb.cells]
+
+
+@pytest.mark.parametrize("assignment", release.assignments(ROOT))
+def test_assignments_folder_is_generated_from_solutions(assignment, tmp_path):
+    release.generate(ROOT, assignment, tmp_path)
+    made = sorted(
+        p.relative_to(tmp_path / assignment)
+        for p in (tmp_path / assignment).rglob("*")
+        if p.is_file()
+    )
+    committed = sorted(
+        p.relative_to(ROOT / "assignments" / assignment)
+        for p in (ROOT / "assignments" / assignment).rglob("*")
+        if p.is_file()
+    )
+    assert made == committed, (
+        "run `coursekit build` (or nbgrader generate_assignment) and commit assignments/"
+    )
+    for name in made:
+        if name.suffix == ".ipynb":
+            ours = nbformat.read(ROOT / "assignments" / assignment / name, as_version=4)
+            fresh = nbformat.read(tmp_path / assignment / name, as_version=4)
+            assert _cells(ours) == _cells(fresh), f"assignments/{assignment}/{name} is stale"
+        else:
+            assert (ROOT / "assignments" / assignment / name).read_bytes() == (
+                tmp_path / assignment / name
+            ).read_bytes()
+
+
+def test_release_hides_solutions_and_hidden_tests():
+    text = json.dumps(RELEASE)
+    assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text
+    assert 'record_optimizer(\\"' not in text
+    answers = [c for c in RELEASE.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    assert len(answers) == 7
+    assert all("raise NotImplementedError()" in c.source for c in answers)
