@@ -5,7 +5,7 @@ limit on the whole notebook or on how much a cell prints, and a kernel that dies
 grading of that submission. `SandboxedExecute` keeps nbgrader's settings and:
 
 * starts the kernel with `SandboxedKernelManager` (see `coursekit.grading.sandbox`), hiding the
-  modules the notebook's hidden tests forbid (`sandbox.BLOCKED`);
+  modules the notebook's hidden tests forbid (`score.hidden_modules`);
 * gives every cell at most `timeout` seconds and the whole notebook `notebook_timeout`;
 * keeps at most `max_output_bytes` of output per cell;
 * when the kernel dies (killed at the memory limit, or by the submission itself) stops there and
@@ -25,8 +25,8 @@ from nbgrader.preprocessors import Execute
 from traitlets import Integer
 
 from .assemble import problems
-from .sandbox import BLOCKED, SandboxedKernelManager
-from .score import expected_records, is_test
+from .sandbox import SandboxedKernelManager
+from .score import hidden_modules
 
 
 class SandboxedExecute(Execute):
@@ -39,9 +39,6 @@ class SandboxedExecute(Execute):
         super().__init__(**kwargs)
 
     def create_kernel_manager(self) -> SandboxedKernelManager:
-        kinds = {
-            kind for c in self.nb.cells if is_test(c) for kind, _ in expected_records(c.source)
-        }
         folder = self.resources.get("metadata", {}).get("path") or "."
         files = [
             os.path.join(folder, name)
@@ -53,7 +50,7 @@ class SandboxedExecute(Execute):
         self.km = SandboxedKernelManager(
             kernel_name="python3",
             config=self.config,
-            blocked=sorted({m for kind in kinds for m in BLOCKED.get(kind, ())}),
+            blocked=hidden_modules(self.nb),
             files=files,
         )
         # nbclient drops self.km when the kernel dies, before preprocess's except clause runs;

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 
 STEPS = 20
+HIDDEN = ("torch.optim.*", "coursekit.optim")  # while graded, the kernel cannot delegate to these
 RESUME_AT = 10
 SEED = 20261123
 

@@ -21,7 +21,7 @@ Why these mechanisms (facts measured on the CI machine kind, see the README):
   grader is root and they exist (a hog is OOM-killed in seconds); otherwise with RLIMIT_DATA
   (not RLIMIT_AS: CUDA reserves huge address ranges it never touches) and, for the dedicated
   user, RLIMIT_NPROC.
-* Modules a submission must not delegate to (`BLOCKED`) are replaced inside the sandbox by
+* Modules a submission must not delegate to (`blocked`, from the hidden tests) are replaced inside the sandbox by
   stubs that raise: torch's and coursekit's own optimizers are not there to call.
 
 Time limits per cell and per notebook are kept by the executor (`coursekit.grading.execute`).
@@ -54,7 +54,6 @@ _LAUNCH = Path(__file__).with_name("_launch.py")
 
 # What each kind of hidden test forbids a submission to call while it is graded. "torch.optim.*"
 # is every algorithm module of torch.optim: the base class, schedulers and swa_utils stay.
-BLOCKED = {"optimizer": ("torch.optim.*", "coursekit.optim")}
 _TORCH_OPTIM_KEEP = {
     "__init__.py",
     "optimizer.py",

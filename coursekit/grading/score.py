@@ -27,11 +27,19 @@ import nbformat
 from nbformat import NotebookNode
 from nbgrader.preprocessors import NbGraderPreprocessor
 
-from . import records
+from . import functions, optimizers, records
 from .assemble import problems
-from .optimizers import Verdict, grade_optimizer
+from .optimizers import Verdict
 
-CHECKERS: dict[str, Callable[[str, dict, dict], Verdict]] = {"optimizer": grade_optimizer}
+# record kind -> the grader-side comparison, and the modules its kernel must not import
+CHECKERS: dict[str, Callable[[str, dict, dict], Verdict]] = {
+    "optimizer": optimizers.grade_optimizer,
+    "function": functions.grade_function,
+}
+_HIDES: dict[str, Callable[[str], tuple[str, ...]]] = {
+    "optimizer": lambda key: optimizers.HIDDEN,
+    "function": lambda key: functions.task(key).hidden,
+}
 _HIDDEN = re.compile(
     r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?", re.M | re.S
 )
@@ -64,6 +72,19 @@ def expected_records(source: str) -> list[tuple[str, str]]:
             if kind in CHECKERS:
                 found.append((kind, key.value))
     return found
+
+
+def hidden_modules(nb: NotebookNode) -> list[str]:
+    """Modules the kernel must not import while this notebook's hidden tests run."""
+    hidden = set()
+    for cell in nb.cells:
+        if is_test(cell):
+            for kind, key in expected_records(cell.source):
+                try:
+                    hidden.update(_HIDES[kind](key))
+                except KeyError:  # an unknown task is reported when it is scored
+                    pass
+    return sorted(hidden)
 
 
 def score_cell(cell: NotebookNode) -> tuple[float, list[str]] | None:
