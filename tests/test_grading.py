@@ -325,6 +325,21 @@ def test_stub_keeps_names_importable_and_raises_on_use(tmp_path):
         namespace["__getattr__"]("__path__")
 
 
+def test_packages_and_single_file_modules_are_both_covered_by_stubs(tmp_path):
+    """Hiding coursekit.curvature (a file) must not leave it importable beside coursekit.optim."""
+    import coursekit
+
+    probe = {"coursekit": str(Path(coursekit.__file__).parent), "torch": None}
+    mounts, pycaches = sandbox._blocked_mounts(
+        probe, ["coursekit.optim", "coursekit.linear_unit", "coursekit.nothing"], tmp_path
+    )
+    hidden = {Path(target).relative_to(probe["coursekit"]).as_posix() for _, target in mounts}
+    assert hidden == {"optim", "linear_unit.py"}
+    stub = next(s for s, t in mounts if str(t).endswith("linear_unit.py"))
+    assert "not available while this assignment is graded" in Path(stub).read_text()
+    assert all(Path(p).name == "__pycache__" for p in pycaches)
+
+
 # ---- the release is what nbgrader makes from the source -------------------------------------
 
 

@@ -277,7 +277,13 @@ def _blocked_mounts(probe: dict, blocked: list[str], stub_dir: Path) -> tuple[li
                 pycaches.append(base / "__pycache__")
         elif base.is_dir():
             stub_package(base, name)
-    return mounts, pycaches
+        elif base.with_suffix(".py").is_file():  # a single-file module, e.g. coursekit.curvature
+            stub = stub_dir / f"{name}.py"
+            stub.write_text(_stub_source(base.with_suffix(".py"), name))
+            mounts.append((stub, base.with_suffix(".py")))
+            if (base.parent / "__pycache__").is_dir():
+                pycaches.append(base.parent / "__pycache__")
+    return mounts, sorted(set(pycaches))
 
 
 def _cgroup_dirs() -> dict[str, Path]:
