@@ -19,6 +19,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from grading_course import require_sandbox
 
 from coursekit.grading import grade, sandbox
 from coursekit.grading.submissions import solved, with_answer, with_cell, without
@@ -331,18 +332,7 @@ SAMPLES = {
 SLOW = {"loops_forever", "ignores_interrupt", "memory_hog"}  # left out of the --jobs 1 rerun
 
 
-def _require_sandbox() -> None:
-    try:
-        sandbox.check_available()
-        python = sandbox.default_kernel_python(ROOT)
-        if not Path(python).exists():
-            raise sandbox.SandboxUnavailable(
-                f"no kernel Python {python}: run coursekit sandbox-setup"
-            )
-    except sandbox.SandboxUnavailable as error:
-        if os.environ.get("CI"):
-            raise  # CI installs bubblewrap itself (course.sh): a missing sandbox is a failure
-        pytest.skip(str(error))
+_require_sandbox = require_sandbox
 
 
 def _sandbox_folders() -> set[str]:

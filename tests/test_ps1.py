@@ -9,15 +9,14 @@ gradient_descent 3: 14) and their cases (a part's points are split evenly over i
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from pathlib import Path
 
 import nbformat
 import pytest
+from grading_course import cases_passed, grade_notebooks
 
-from coursekit.grading import functions, grade, sandbox
+from coursekit.grading import functions
 from coursekit.grading.submissions import solved, with_answer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,13 +26,6 @@ GOOD = solved(SOURCE, RELEASE)
 TOTAL = 14
 CELL_TIMEOUT, NOTEBOOK_TIMEOUT = 30, 120
 
-CONFIG = f"""\
-import os
-from coursekit.grading.pipeline import configure
-c = get_config()
-configure(c, os.path.dirname(os.path.abspath(__file__)), cell_timeout={CELL_TIMEOUT},
-          notebook_timeout={NOTEBOOK_TIMEOUT})
-"""
 
 # Forgets the bias: a (d, d) matrix where (d + 1, d + 1) is expected, on every case: 0 of 3.
 HESSIAN_WITHOUT_BIAS = """\
@@ -88,51 +80,16 @@ def test_partial_answers_fail_exactly_the_cases_the_expected_score_assumes():
         ("ps1.hessian", namespace["hessian"], 0),
         ("ps1.standardize", namespace["standardize"], 3),
     ]:
-        task = functions.task(key)
-        reference = functions._reference(task)
-        passed = sum(
-            functions._difference(functions._run(fn, args), functions._run(reference, args), task)
-            is None
-            for args in task.cases()
-        )
-        assert passed == passing, key
-
-
-def _require_sandbox() -> None:
-    try:
-        sandbox.check_available()
-        python = sandbox.default_kernel_python(ROOT)
-        if not Path(python).exists():
-            raise sandbox.SandboxUnavailable(
-                f"no kernel Python {python}: run coursekit sandbox-setup"
-            )
-    except sandbox.SandboxUnavailable as error:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(str(error))
+        assert cases_passed(key, fn) == passing, key
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    _require_sandbox()
     course = tmp_path_factory.mktemp("course")
-    for folder in ("solutions/ps1", "assignments/ps1"):
-        shutil.copytree(ROOT / folder, course / folder)
-    (course / "nbgrader_config.py").write_text(CONFIG)
-    submissions = course / "submitted_by_lms"
-    for student, (nb, _) in SUBMISSIONS.items():
-        (submissions / student).mkdir(parents=True)
-        (submissions / student / "ps1.ipynb").write_text(nbformat.writes(nb))
-    previous = os.environ.get("COURSEKIT_KERNEL_PYTHON")
-    os.environ["COURSEKIT_KERNEL_PYTHON"] = sandbox.default_kernel_python(ROOT)
-    try:
-        rows = grade.grade(course, "ps1", submissions, course / "out", jobs=2, progress=False)
-    finally:
-        if previous is None:
-            os.environ.pop("COURSEKIT_KERNEL_PYTHON", None)
-        else:
-            os.environ["COURSEKIT_KERNEL_PYTHON"] = previous
-    return course, {row.student_id: row for row in rows}
+    notebooks = {student: nb for student, (nb, _) in SUBMISSIONS.items()}
+    return course, grade_notebooks(
+        course, "ps1", notebooks, cell_timeout=CELL_TIMEOUT, notebook_timeout=NOTEBOOK_TIMEOUT
+    )
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,75 @@
+"""A temporary nbgrader course graded in the sandbox: shared by the assignments' grading tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from coursekit.grading import functions, grade, sandbox
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def config(cell_timeout: int, notebook_timeout: int) -> str:
+    """nbgrader_config.py of a temporary course, with its own time limits."""
+    return f"""\
+import os
+from coursekit.grading.pipeline import configure
+c = get_config()
+configure(c, os.path.dirname(os.path.abspath(__file__)), cell_timeout={cell_timeout},
+          notebook_timeout={notebook_timeout})
+"""
+
+
+def require_sandbox() -> None:
+    """Skip without the sandbox, except in CI, which installs it itself (course.sh)."""
+    try:
+        sandbox.check_available()
+        python = sandbox.default_kernel_python(ROOT)
+        if not Path(python).exists():
+            raise sandbox.SandboxUnavailable(
+                f"no kernel Python {python}: run coursekit sandbox-setup"
+            )
+    except sandbox.SandboxUnavailable as error:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(error))
+
+
+def grade_notebooks(
+    course: Path,
+    assignment: str,
+    notebooks: dict[str, nbformat.NotebookNode],
+    *,
+    cell_timeout: int = 30,
+    notebook_timeout: int = 120,
+) -> dict[str, grade.Row]:
+    """Grade one notebook per student in a copy of `assignment`, two at a time; rows by id."""
+    require_sandbox()
+    for folder in (f"solutions/{assignment}", f"assignments/{assignment}"):
+        shutil.copytree(ROOT / folder, course / folder)
+    (course / "nbgrader_config.py").write_text(config(cell_timeout, notebook_timeout))
+    submissions = course / "submitted_by_lms"
+    for student, nb in notebooks.items():
+        (submissions / student).mkdir(parents=True)
+        (submissions / student / f"{assignment}.ipynb").write_text(nbformat.writes(nb))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COURSEKIT_KERNEL_PYTHON", sandbox.default_kernel_python(ROOT))
+        rows = grade.grade(course, assignment, submissions, course / "out", jobs=2, progress=False)
+    return {row.student_id: row for row in rows}
+
+
+def cases_passed(key: str, fn: Callable) -> int:
+    """How many cases of task `key` `fn` gets right, judged without a kernel."""
+    task = functions.task(key)
+    reference = functions._reference(task)
+    return sum(
+        functions._difference(functions._run(fn, args), functions._run(reference, args), task)
+        is None
+        for args in task.cases()
+    )
