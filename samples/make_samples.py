@@ -7,7 +7,7 @@ Five fictional students, graded by `coursekit build` into build/grades/ps2/:
     ada    everything right                                  18 / 18
     ben    SGD without dampening, Adam right, the rest blank   7 / 18
     cleo   everything right, in a renamed copy, with warnings  18 / 18 and a note
-    dan    a file that is not a notebook                       0 / 18 and a note
+    dan    a hand-edited file that is not a valid notebook      0 / 18 and a note
     eve    Adam and Adamax handed to torch.optim               13 / 18
 """
 
@@ -86,8 +86,10 @@ def main() -> None:
     )
     write("cleo", with_answer(good, "rprop_solution", warned), "ps2-Copy1.ipynb")
     (out / "dan").mkdir(parents=True, exist_ok=True)
+    # Edited by hand outside Jupyter: valid JSON, but its cell lacks fields every code cell has.
     (out / "dan" / "ps2.ipynb").write_text(
-        '{"cells": [{"cell_type": "code", "source": "import torch'
+        '{"cells": [{"cell_type": "code", "source": "import torch"}], "metadata": {},'
+        ' "nbformat": 4, "nbformat_minor": 5}\n'
     )
     write(
         "eve",
