@@ -19,6 +19,11 @@ torch's default anyway.
     python benchmarks/ensembles.py                          # full batch, batches of 64 and 16
     python benchmarks/ensembles.py --batch-sizes 0 --activation relu --threads 2
     python benchmarks/ensembles.py --steps 20 --rounds 1    # a quick smoke run
+    python benchmarks/ensembles.py --breakdown              # where a full-batch step's time goes
+
+`--breakdown` profiles one full-batch step of all models both ways and lists torch's own time
+per operator: it shows whether the loop pays per-call overhead (which batching removes) or
+does real work (which batching cannot remove).
 """
 
 from __future__ import annotations
@@ -105,6 +110,47 @@ def machine() -> str:
     )
 
 
+def breakdown(x, y, args) -> None:
+    """Print milliseconds per full-batch step of all models, per torch operator, both ways."""
+    models = make_models(args)
+    optimizers = [SGD(m.parameters(), **SGD_ARGS) for m in models]
+    ensemble = Ensemble(copy.deepcopy(models))
+    ens_optimizer = SGD(ensemble.parameters(), **SGD_ARGS)
+
+    def loop_step():
+        for model, optimizer in zip(models, optimizers):
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            optimizer.step()
+
+    def ensemble_step():
+        ens_optimizer.zero_grad(set_to_none=True)
+        ensemble.losses(F.cross_entropy, x, y).sum().backward()
+        ens_optimizer.step()
+
+    rows: dict[str, list[float]] = {}
+    totals = []
+    for column, step in enumerate((loop_step, ensemble_step)):
+        for _ in range(2):  # warm-up
+            step()
+        repeats = 5
+        start = time.perf_counter()
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            for _ in range(repeats):
+                step()
+        totals.append((time.perf_counter() - start) / repeats * 1e3)
+        for event in prof.key_averages():
+            rows.setdefault(event.key, [0.0, 0.0])[column] += event.self_cpu_time_total / 1e3 / repeats
+    print("| operator | loop (ms/step) | ensemble (ms/step) |")
+    print("|---|---|---|")
+    ranked = sorted(rows.items(), key=lambda item: -max(item[1]))
+    for name, (loop_ms, ens_ms) in ranked[:10]:
+        print(f"| {name} | {loop_ms:.1f} | {ens_ms:.1f} |")
+    rest = [sum(ms[c] for _, ms in ranked[10:]) for c in (0, 1)]
+    print(f"| all other operators | {rest[0]:.1f} | {rest[1]:.1f} |")
+    print(f"| wall clock, profiled | {totals[0]:.1f} | {totals[1]:.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=100)
@@ -122,6 +168,9 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the minibatch sequence")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="profile one full-batch step per operator"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -135,6 +184,9 @@ def main() -> None:
         f"({len(x)} training images), {args.steps} steps of SGD(lr=0.1, momentum=0.9); "
         f"median of {args.rounds} rounds\n"
     )
+    if args.breakdown:
+        breakdown(x, y, args)
+        return
     print("| batch | Python loop (s) | ensemble (s) | speed-up | max abs weight difference |")
     print("|---|---|---|---|---|")
     for batch_size in args.batch_sizes:
