@@ -1,0 +1,356 @@
+r"""When do EASGD and round-robin ADMM converge on a quadratic? Spectral radii of their linear maps.
+
+On the noiseless quadratic :math:`f(x) = \tfrac{h}{2} x^2` every algorithm of lecture 5 is a
+linear map of its state; the iteration converges from every start iff the map's spectral
+radius (largest eigenvalue modulus) is below 1, and the radius is the rate per application.
+
+**EASGD, synchronous, period** :math:`\tau`. With :math:`a = 1 - \eta h` and
+:math:`\beta = p\alpha`, a communication step (:math:`t \bmod \tau = 0`) is
+
+.. math::
+    x_i' = (a - \alpha) x_i + \alpha \tilde x, \qquad
+    \tilde x' = (1 - \beta) \tilde x + \alpha \textstyle\sum_i x_i ,
+
+and the other :math:`\tau - 1` steps are :math:`x_i' = a x_i`, :math:`\tilde x' = \tilde x`.
+Write :math:`x_i = \bar x + e_i` with :math:`\bar x = \tfrac1p \sum_i x_i`, so
+:math:`\sum_i e_i = 0`. The map commutes with permuting the workers, so it splits:
+
+* the mean mode :math:`(\bar x, \tilde x)`: :math:`\bar x' = (a - \alpha)\bar x + \alpha\tilde x`,
+  :math:`\tilde x' = \beta \bar x + (1 - \beta)\tilde x`; over one period
+
+  .. math::
+      M_{\text{mean}} = \begin{pmatrix} a^{\tau-1} & 0 \\ 0 & 1 \end{pmatrix}
+      \begin{pmatrix} a - \beta/p & \beta/p \\ \beta & 1 - \beta \end{pmatrix};
+
+* the p - 1 difference modes :math:`e_i` (the center does not see them, since they sum to
+  zero): :math:`e_i' = a^{\tau - 1}(a - \beta/p)\, e_i` over one period.
+
+The period map of :math:`(x_1, \dots, x_p, \tilde x)` is block diagonal in that basis, so its
+spectral radius is :math:`\max(\rho(M_{\text{mean}}), |a^{\tau-1}(a - \beta/p)|)` (the second
+term only if p > 1): two closed forms, evaluated here for a whole grid at once.
+`easgd_period_map` builds the full (p + 1) x (p + 1) map by running the simulator on the basis
+vectors instead, which the tests compare with the closed forms.
+
+**ADMM, round robin** (Zhang, Choromanska, LeCun 2015, arXiv:1412.6651, section 3.1; seed
+figure 1). The state is :math:`s = (\lambda_1, x_1, \dots, \lambda_p, x_p, \tilde x)`
+(:math:`2p + 1` numbers, multipliers divided by :math:`\rho`). Worker i's turn is three linear
+maps, each one of the sub-updates in `coursekit.distributed.simulate` on
+:math:`F(x) = x^2/2`:
+
+.. math::
+    F^i_1:\ \lambda_i \leftarrow \lambda_i - (x_i - \tilde x), \quad
+    F^i_2:\ x_i \leftarrow \frac{(1 - \eta) x_i + \eta\rho(\lambda_i + \tilde x)}{1 + \eta\rho},
+    \quad
+    F^i_3:\ \tilde x \leftarrow \tfrac1p \textstyle\sum_j (x_j - \lambda_j).
+
+These follow from the seed's augmented Lagrangian
+:math:`\max_\lambda \min_x \sum_i F(x_i) - \lambda_i (x_i - \tilde x) + \tfrac\rho2
+\|x_i - \tilde x\|^2` (dual ascent of step :math:`\rho`; F linearised with a proximal term
+:math:`\tfrac1{2\eta}\|x - x_i\|^2`; the center minimised exactly) and are, as we read it, the
+paper's equations (10)-(12). The round-robin map is
+:math:`F = F^p_3 F^p_2 F^p_1 \cdots F^1_3 F^1_2 F^1_1`. Each worker's own
+:math:`F^i_3 F^i_2 F^i_1` can be stable while the composition of these non-symmetric maps is
+not: at :math:`\eta = 0.001, \rho = 2.5` the radius is about 1.0010 for p = 3 and 1.0023 for
+p = 8, so ADMM diverges exponentially. (EASGD's round-robin maps are symmetric, and its
+condition does not depend on p.)
+
+    radius = stability_map(torch.linspace(0, 2, 101), torch.linspace(0, 2, 101), tau=10, p=100)
+    fig = plot_stability_map()              # seed's grid: rows p, columns tau
+    fig = plot_admm_stability()             # seed's figure 1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.colors import TwoSlopeNorm
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from .simulate import (
+    admm_center_step,
+    admm_dual_step,
+    admm_worker_step,
+    simulate_easgd_quadratic,
+)
+
+__all__ = [
+    "admm_round_robin_map",
+    "admm_spectral_radius",
+    "admm_sub_maps",
+    "easgd_mode_maps",
+    "easgd_period_map",
+    "plot_admm_stability",
+    "plot_stability_map",
+    "spectral_radius",
+    "stability_map",
+]
+
+
+def spectral_radius(matrices: Tensor) -> Tensor:
+    """The largest eigenvalue modulus of each matrix of a batch ``(..., n, n) -> (...)``."""
+    return torch.linalg.eigvals(matrices).abs().amax(dim=-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# EASGD, synchronous: the reduced closed forms and the full map from the simulator.
+# ---------------------------------------------------------------------------------------------
+
+
+def easgd_mode_maps(
+    eta: Tensor | float, beta: Tensor | float, *, tau: int, p: int, h: float = 1.0
+) -> tuple[Tensor, Tensor]:
+    r"""One period of synchronous EASGD, split into its modes (module docstring).
+
+    Returns the mean-mode matrix (..., 2, 2) acting on :math:`(\bar x, \tilde x)` and the
+    difference-mode factor (...), for ``eta`` and ``beta`` broadcast against each other.
+    """
+    _check_tau_p(tau, p)
+    eta, beta = torch.broadcast_tensors(*_as_float64(eta, beta))
+    a = 1.0 - eta * h
+    alpha = beta / p
+    decay = a ** (tau - 1)  # the tau - 1 gradient-only steps of a period (a**0 = 1, also at a = 0)
+    mean = torch.stack(
+        [
+            torch.stack([decay * (a - alpha), decay * alpha], dim=-1),
+            torch.stack([beta, 1.0 - beta], dim=-1),
+        ],
+        dim=-2,
+    )  # (..., 2, 2)
+    return mean, decay * (a - alpha)
+
+
+def stability_map(
+    etas: Tensor, betas: Tensor, *, tau: int, p: int, h: float = 1.0
+) -> Tensor:
+    """Spectral radius of one period of synchronous EASGD, ``(len(betas), len(etas))``.
+
+    Row j, column i is the radius at ``eta = etas[i]``, ``beta = betas[j]`` (so it plots with
+    eta on the x axis); below 1 the workers and the center converge to 0 from every start.
+    """
+    # (B, E, 2, 2) and (B, E): rows beta, columns eta
+    mean, difference = easgd_mode_maps(etas[None, :], betas[:, None], tau=tau, p=p, h=h)
+    radius = _radius_2x2(mean)
+    if p > 1:
+        radius = torch.maximum(radius, difference.abs())
+    return radius
+
+
+def _radius_2x2(m: Tensor) -> Tensor:
+    # Eigenvalues of a 2x2 matrix from its trace and determinant: (T +- sqrt(T^2 - 4D)) / 2,
+    # with a complex square root for the rotating (complex pair) case.
+    trace = m[..., 0, 0] + m[..., 1, 1]
+    det = m[..., 0, 0] * m[..., 1, 1] - m[..., 0, 1] * m[..., 1, 0]
+    root = torch.sqrt((trace**2 - 4 * det).to(torch.complex128))
+    return torch.maximum((trace + root).abs(), (trace - root).abs()) / 2
+
+
+def easgd_period_map(
+    eta: Tensor | float, alpha: Tensor | float, *, tau: int, p: int, h: float = 1.0
+) -> Tensor:
+    """The full (p + 1) x (p + 1) map of one period on ``(x_1, ..., x_p, center)``.
+
+    Built by the simulator itself: the p + 1 basis vectors are p + 1 independent directions
+    of the quadratic, run for ``tau`` steps at once. Column j is the image of basis vector j.
+    ``eta`` and ``alpha`` may be tensors of one shape S; the result is then (*S, p + 1, p + 1).
+    """
+    _check_tau_p(tau, p)
+    eta, alpha = torch.broadcast_tensors(*_as_float64(eta, alpha))
+    n = p + 1
+    basis = torch.eye(n, dtype=torch.float64, device=eta.device).expand(*eta.shape, n, n)
+    workers = basis[..., :p, :].movedim(-2, 0)  # (p, *S, n): worker i's value per direction
+    center = basis[..., p, :]  # (*S, n)
+    workers, center = simulate_easgd_quadratic(
+        workers, center, lr=eta[..., None], alpha=alpha[..., None], tau=tau, steps=tau, h=h
+    )
+    return torch.cat([workers, center[None]]).movedim(0, -2)  # (*S, n, n)
+
+
+# ---------------------------------------------------------------------------------------------
+# ADMM in the round-robin scheme.
+# ---------------------------------------------------------------------------------------------
+
+
+def admm_sub_maps(
+    eta: Tensor | float, rho: Tensor | float, p: int, worker: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    r"""Worker i's three sub-updates :math:`F^i_1, F^i_2, F^i_3` as matrices (..., 2p+1, 2p+1).
+
+    State order :math:`(\lambda_1, x_1, \dots, \lambda_p, x_p, \tilde x)`, F(x) = x^2/2; the
+    entries are read off the update equations of the module docstring.
+    """
+    if p < 1:
+        raise ValueError(f"Invalid p: {p} (must be >= 1)")
+    if not 0 <= worker < p:
+        raise ValueError(f"Invalid worker: {worker} (must be in [0, {p}))")
+    eta, rho = torch.broadcast_tensors(*_as_float64(eta, rho))
+    n, lam, x, c = 2 * p + 1, 2 * worker, 2 * worker + 1, 2 * p
+    identity = torch.eye(n, dtype=torch.float64, device=eta.device).expand(*eta.shape, n, n)
+
+    dual = identity.clone()  # lambda_i <- lambda_i - x_i + center
+    dual[..., lam, x] = -1.0
+    dual[..., lam, c] = 1.0
+
+    # x_i <- ((1 - eta) x_i + eta rho (lambda_i + center)) / (1 + eta rho)
+    primal = identity.clone()
+    pull = eta * rho / (1 + eta * rho)
+    primal[..., x, x] = (1 - eta) / (1 + eta * rho)
+    primal[..., x, lam] = pull
+    primal[..., x, c] = pull
+
+    center = identity.clone()  # center <- mean_j (x_j - lambda_j)
+    center[..., c, :] = 0.0
+    center[..., c, 1:c:2] = 1.0 / p
+    center[..., c, 0:c:2] = -1.0 / p
+    return dual, primal, center
+
+
+def admm_round_robin_map(eta: Tensor | float, rho: Tensor | float, p: int) -> Tensor:
+    """One round of round-robin ADMM, :math:`F^p_3 F^p_2 F^p_1 \\cdots F^1_3 F^1_2 F^1_1`.
+
+    Returns (..., 2p+1, 2p+1) for ``eta`` and ``rho`` broadcast against each other.
+    """
+    result = None
+    for i in range(p):
+        for sub in admm_sub_maps(eta, rho, p, i):
+            result = sub if result is None else sub @ result
+    return result
+
+
+def admm_spectral_radius(etas: Tensor, rhos: Tensor, *, p: int) -> Tensor:
+    """Spectral radius of round-robin ADMM's map, ``(len(etas), len(rhos))``.
+
+    Rows are eta and columns rho, as in the seed's figure (rho on the x axis).
+    """
+    return spectral_radius(admm_round_robin_map(etas[:, None], rhos[None, :], p))
+
+
+def _admm_sub_maps_simulated(eta: float, rho: float, p: int, worker: int) -> list[Tensor]:
+    """The same three matrices, by applying the simulator's sub-updates to the basis vectors.
+
+    Used by the tests as the independent construction of `admm_sub_maps`.
+    """
+    n = 2 * p + 1
+    basis = torch.eye(n, dtype=torch.float64)
+    lambdas, workers, center = basis[0 : 2 * p : 2], basis[1 : 2 * p : 2], basis[2 * p]
+
+    def state(lam: Tensor, x: Tensor, c: Tensor) -> Tensor:  # (2p + 1, n), interleaved
+        return torch.cat([torch.stack([lam, x], dim=1).reshape(2 * p, n), c[None]])
+
+    new_lambdas = admm_dual_step(lambdas, workers, center, worker=worker)
+    new_workers = admm_worker_step(
+        lambdas, workers, center, workers[worker], worker=worker, lr=eta, rho=rho
+    )
+    new_center = admm_center_step(lambdas, workers)
+    return [
+        state(new_lambdas, workers, center),
+        state(lambdas, new_workers, center),
+        state(lambdas, workers, new_center),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures.
+# ---------------------------------------------------------------------------------------------
+
+
+def plot_stability_map(
+    etas: Tensor | None = None,
+    betas: Tensor | None = None,
+    *,
+    taus: Sequence[int] = (1, 10, 100),
+    ps: Sequence[int] = (1, 10, 100, 1000),
+    h: float = 1.0,
+) -> Figure:
+    r"""The seed's grid of EASGD stability maps: one panel per (p, tau), rows p, columns tau.
+
+    Each panel colours the spectral radius of one period over :math:`\eta \in [0, 2]` (x) and
+    :math:`\beta = p\alpha \in [0, 2]` (y) on :math:`f = x^2/2`, blue where it converges (< 1)
+    and red where it diverges, with the contour radius = 1 in black. What it shows:
+
+    * on the edges the radius is exactly 1: at :math:`\eta = 0` nothing pulls the sum of all
+      variables to 0, at :math:`\beta = 0` the center never moves;
+    * p = 1, :math:`\tau = 1`: the map is symmetric, and stable iff
+      :math:`0 < \eta < 2` and :math:`\alpha < (4 - 2\eta)/(4 - \eta)` (the black curve from
+      (0, 1) to (2, 0)); the upper part of the square diverges;
+    * more workers enlarge the stable region: with :math:`\alpha = \beta/p \to 0` the mean
+      mode tends to :math:`\begin{pmatrix} a & 0 \\ \beta & 1 - \beta\end{pmatrix}`, stable on
+      the whole open square :math:`0 < \eta, \beta < 2`; at p = 1000 only a thin band along
+      :math:`\beta = 2` and :math:`\eta = 2` remains unstable;
+    * a longer period :math:`\tau` enlarges it too, and shrinks the radius inside: between two
+      communications the workers contract by :math:`(1 - \eta)^{\tau - 1}`, which damps the
+      elastic exchange; only :math:`\eta` near 0 or 2 (where that factor is near 1) keeps
+      unstable corners at large :math:`\beta` (visible at p = 1, :math:`\tau = 10`).
+    """
+    etas = torch.linspace(0, 2, 101, dtype=torch.float64) if etas is None else etas
+    betas = torch.linspace(0, 2, 101, dtype=torch.float64) if betas is None else betas
+    fig, axes = plt.subplots(
+        len(ps), len(taus), figsize=(3.2 * len(taus), 2.6 * len(ps)),
+        sharex=True, sharey=True, squeeze=False, layout="constrained",
+    )
+    norm = TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=2.0)
+    x, y = etas.cpu().numpy(), betas.cpu().numpy()
+    for row, p in enumerate(ps):
+        for col, tau in enumerate(taus):
+            ax = axes[row, col]
+            radius = stability_map(etas, betas, tau=tau, p=p, h=h).clamp(max=2.0).cpu().numpy()
+            image = ax.pcolormesh(x, y, radius, cmap="RdBu_r", norm=norm, shading="auto")
+            ax.contour(x, y, radius, levels=[1.0], colors="black", linewidths=1.0)
+            ax.set_title(rf"$\tau={tau}$, $p={p}$")
+            if row == len(ps) - 1:
+                ax.set_xlabel(r"step size $\eta$")
+            if col == 0:
+                ax.set_ylabel(r"$\beta = p\alpha$")
+    fig.colorbar(image, ax=axes, label="spectral radius of one period (clipped at 2)",
+                 extend="max")
+    fig.suptitle(r"Synchronous EASGD on $f(x) = x^2/2$: stable where the radius is below 1")
+    return fig
+
+
+def plot_admm_stability(
+    etas: Tensor | None = None, rhos: Tensor | None = None, *, ps: Sequence[int] = (3, 8)
+) -> Figure:
+    r"""The seed's figure 1: spectral radius of round-robin ADMM over :math:`(\rho, \eta)`.
+
+    One panel per p, :math:`\rho \in (0, 10]` on x, :math:`\eta \in (0, 10^{-2}]` on y, the
+    radius = 1 contour in black: red regions diverge (e.g. :math:`\eta = 0.001, \rho = 2.5`)
+    although each worker's own update is stable there.
+    """
+    etas = torch.linspace(1e-4, 1e-2, 100, dtype=torch.float64) if etas is None else etas
+    rhos = torch.linspace(0.1, 10, 100, dtype=torch.float64) if rhos is None else rhos
+    fig, axes = plt.subplots(1, len(ps), figsize=(4.5 * len(ps), 3.8), squeeze=False,
+                             layout="constrained")
+    x, y = rhos.cpu().numpy(), etas.cpu().numpy()
+    for ax, p in zip(axes[0], ps, strict=True):
+        radius = admm_spectral_radius(etas, rhos, p=p).cpu().numpy()
+        low, high = radius.min().item(), radius.max().item()
+        norm = TwoSlopeNorm(vmin=min(low, 1 - 1e-9), vcenter=1.0, vmax=max(high, 1 + 1e-9))
+        image = ax.pcolormesh(x, y, radius, cmap="RdBu_r", norm=norm, shading="auto")
+        if low < 1.0 < high:
+            ax.contour(x, y, radius, levels=[1.0], colors="black", linewidths=1.0)
+        ax.plot([2.5], [1e-3], marker="x", color="black")  # the seed's chaotic example
+        ax.set_title(f"round-robin ADMM, p = {p}")
+        ax.set_xlabel(r"$\rho$")
+        ax.set_ylabel(r"step size $\eta$")
+        fig.colorbar(image, ax=ax, label="largest |eigenvalue| of one round")
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers.
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_tau_p(tau: int, p: int) -> None:
+    if tau < 1:
+        raise ValueError(f"Invalid tau: {tau} (must be >= 1)")
+    if p < 1:
+        raise ValueError(f"Invalid p: {p} (must be >= 1)")
+
+
+def _as_float64(*values: Tensor | float) -> list[Tensor]:
+    # float64 on the device of the first tensor given, so that a grid on a GPU stays there
+    device = next((v.device for v in values if isinstance(v, Tensor)), None)
+    return [torch.as_tensor(v, dtype=torch.float64, device=device) for v in values]
