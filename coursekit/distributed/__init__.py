@@ -1,0 +1,77 @@
+"""Distributed SGD on torch.distributed, and an in-process simulator of p workers.
+
+- `runtime`: `launch` (torchrun's launcher, from Python), `init`, and collectives and
+  point-to-point messages that time out and count the bytes they move (`stats`).
+- `sync`: synchronous all-reduce SGD (by hand and through DDP), local SGD, EASGD.
+- `asynchronous`: asynchronous EASGD, EAMSGD and Downpour with a parameter server on rank 0.
+- `simulate`: p workers as one ``[p, d]`` tensor, for quadratics and least squares.
+- `stability`: EASGD's stability map and ADMM's round-robin instability.
+- `train`: the training script, ``torchrun ... -m coursekit.distributed.train`` (not imported
+  here, so that ``python -m`` runs it without a warning).
+"""
+
+from .asynchronous import run_async
+from .runtime import (
+    all_reduce,
+    broadcast,
+    init,
+    irecv,
+    isend,
+    launch,
+    load_checkpoint,
+    recv,
+    save_checkpoint,
+    send,
+    shutdown,
+    stats,
+)
+from .simulate import (
+    Simulation,
+    simulate_admm_round_robin,
+    simulate_downpour,
+    simulate_easgd,
+    simulate_easgd_quadratic,
+    simulate_local_sgd,
+)
+from .stability import (
+    admm_spectral_radius,
+    easgd_mode_maps,
+    plot_admm_stability,
+    plot_stability_map,
+    stability_map,
+)
+from .sync import DDP, EASGD, Algorithm, AllReduceSGD, LocalSGD, run, train_step
+
+__all__ = [
+    "DDP",
+    "EASGD",
+    "Algorithm",
+    "AllReduceSGD",
+    "LocalSGD",
+    "Simulation",
+    "admm_spectral_radius",
+    "all_reduce",
+    "broadcast",
+    "easgd_mode_maps",
+    "init",
+    "irecv",
+    "isend",
+    "launch",
+    "load_checkpoint",
+    "plot_admm_stability",
+    "plot_stability_map",
+    "recv",
+    "run",
+    "run_async",
+    "save_checkpoint",
+    "send",
+    "shutdown",
+    "simulate_admm_round_robin",
+    "simulate_downpour",
+    "simulate_easgd",
+    "simulate_easgd_quadratic",
+    "simulate_local_sgd",
+    "stability_map",
+    "stats",
+    "train_step",
+]
