@@ -55,11 +55,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+
+from coursekit.distributed import runtime
 
 __all__ = ["ALGORITHMS", "run_async"]
 
@@ -153,32 +154,31 @@ def _check_arguments(algorithm, steps, lr, tau, alpha, momentum, eval_every, tim
 
 
 class _Link:
-    """Point-to-point messages with a timeout on every wait, counting payload bytes."""
+    """This run's messages: `runtime.send` and `runtime.recv` in one group, with one timeout.
 
-    def __init__(self, group, timeout: float) -> None:
+    Counts the payload of this run only (`runtime.stats` counts the whole process).
+    """
+
+    def __init__(self, group: dist.ProcessGroup | None, timeout: float) -> None:
         self.group, self.timeout = group, timeout
         self.rank = dist.get_rank()
-        self.sent = self.received = 0
+        self._sent0, self._received0 = runtime.stats.bytes_sent, runtime.stats.bytes_received
+
+    @property
+    def sent(self) -> int:
+        return runtime.stats.bytes_sent - self._sent0
+
+    @property
+    def received(self) -> int:
+        return runtime.stats.bytes_received - self._received0
 
     def send(self, tensor: Tensor, dst: int) -> None:
-        self._wait(dist.isend(tensor, dst, group=self.group), self.timeout,
-                   f"sending to rank {dst}")
-        self.sent += tensor.numel() * tensor.element_size()
+        runtime.send(tensor, dst, self.timeout, group=self.group)
 
-    def recv(self, tensor: Tensor, src: int | None, timeout: float | None = None,
-             waiting_for: str = "") -> None:
-        """Receive into `tensor` from `src` (None: from any rank)."""
-        work = dist.irecv(tensor, src, group=self.group)
-        self._wait(work, self.timeout if timeout is None else timeout,
-                   waiting_for or f"receiving from rank {src}")
-        self.received += tensor.numel() * tensor.element_size()
-
-    def _wait(self, work: dist.Work, timeout: float, what: str) -> None:
-        try:
-            work.wait(timeout=timedelta(seconds=timeout))
-        except RuntimeError as error:  # gloo's timeout, or a closed connection
-            raise RuntimeError(f"rank {self.rank}: {what} failed or timed out "
-                               f"(timeout={self.timeout:g} s); has that rank died? ({error})") from error
+    def recv(self, tensor: Tensor, src: int | None, timeout: float | None = None) -> int:
+        """Receive into `tensor` from `src` (None: from any rank); returns the sender."""
+        return runtime.recv(tensor, src, self.timeout if timeout is None else timeout,
+                            group=self.group)
 
 
 def _serve(algorithm, model, alpha, eval_fn, eval_every, link: _Link) -> dict[str, list]:
@@ -207,8 +207,11 @@ def _serve(algorithm, model, alpha, eval_fn, eval_every, link: _Link) -> dict[st
         quiet = min(last_heard, key=last_heard.get)
         left = last_heard[quiet] + link.timeout - time.monotonic()
         silent = sorted(r for r in last_heard if last_heard[r] == last_heard[quiet])
-        link.recv(header, None, timeout=max(left, 1e-3),
-                  waiting_for=f"waiting for a request from worker rank(s) {silent}")
+        try:
+            link.recv(header, None, timeout=max(left, 1e-3))
+        except RuntimeError as error:
+            raise RuntimeError(f"rank 0: no request from worker rank(s) {silent} within "
+                               f"timeout={link.timeout:g} s; have they died? ({error})") from error
         src, kind, t = header.tolist()
         last_heard[src] = time.monotonic()
         steps_done[src] = t

@@ -279,30 +279,33 @@ class Request:
         return self._peer
 
 
-def isend(tensor: Tensor, dst: int) -> Request:
-    """Start sending `tensor` to rank `dst` (counted as sent now)."""
+def isend(tensor: Tensor, dst: int, group: dist.ProcessGroup | None = None) -> Request:
+    """Start sending `tensor` to rank `dst` (counted as sent now), in `group` (default: all)."""
     stats.bytes_sent += _nbytes(tensor)
     stats.calls += 1
-    return Request(dist.isend(tensor, dst=dst), tensor, dst, receive=False)
+    return Request(dist.isend(tensor, dst=dst, group=group), tensor, dst, receive=False)
 
 
-def irecv(tensor: Tensor, src: int | None = None) -> Request:
+def irecv(tensor: Tensor, src: int | None = None,
+          group: dist.ProcessGroup | None = None) -> Request:
     """Start receiving into `tensor` from `src`; counted once waited on.
 
     ``src=None`` receives from any rank (gloo only; NCCL needs the sender's rank).
     """
     stats.calls += 1
-    return Request(dist.irecv(tensor, src=src), tensor, src, receive=True)
+    return Request(dist.irecv(tensor, src=src, group=group), tensor, src, receive=True)
 
 
-def send(tensor: Tensor, dst: int, timeout: float | None = None) -> None:
+def send(tensor: Tensor, dst: int, timeout: float | None = None,
+         group: dist.ProcessGroup | None = None) -> None:
     """Send `tensor` to rank `dst`, waiting at most `timeout` seconds (default: `init`'s)."""
-    isend(tensor, dst).wait(timeout)
+    isend(tensor, dst, group).wait(timeout)
 
 
-def recv(tensor: Tensor, src: int | None = None, timeout: float | None = None) -> int:
+def recv(tensor: Tensor, src: int | None = None, timeout: float | None = None,
+         group: dist.ProcessGroup | None = None) -> int:
     """Receive into `tensor` from `src` (any rank if None) within `timeout`; returns the sender."""
-    sender = irecv(tensor, src).wait(timeout)
+    sender = irecv(tensor, src, group).wait(timeout)
     assert sender is not None
     return sender
 
