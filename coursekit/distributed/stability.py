@@ -297,7 +297,10 @@ def plot_stability_map(
             ax = axes[row, col]
             radius = stability_map(etas, betas, tau=tau, p=p, h=h).clamp(max=2.0).cpu().numpy()
             image = ax.pcolormesh(x, y, radius, cmap="RdBu_r", norm=norm, shading="auto")
-            ax.contour(x, y, radius, levels=[1.0], colors="black", linewidths=1.0)
+            # Inside only: on the grid's edges (eta or beta = 0) the radius is exactly 1, and
+            # rounding would scatter bits of the contour along them.
+            inside = radius[1:-1, 1:-1]
+            ax.contour(x[1:-1], y[1:-1], inside, levels=[1.0], colors="black", linewidths=1.0)
             ax.set_title(rf"$\tau={tau}$, $p={p}$")
             if row == len(ps) - 1:
                 ax.set_xlabel(r"step size $\eta$")
