@@ -270,8 +270,10 @@ def plot_stability_map(
     :math:`\beta = p\alpha \in [0, 2]` (y) on :math:`f = x^2/2`, blue where it converges (< 1)
     and red where it diverges, with the contour radius = 1 in black. What it shows:
 
-    * on the edges the radius is exactly 1: at :math:`\eta = 0` nothing pulls the sum of all
-      variables to 0, at :math:`\beta = 0` the center never moves;
+    * on the edges nothing converges: at :math:`\beta = 0` the center never moves (radius
+      exactly 1); at :math:`\eta = 0` nothing pulls the sum of all variables to 0 (radius at
+      least 1), and the workers' distance to the center grows by
+      :math:`|1 - \beta(1 + 1/p)|` per exchange, above 1 once :math:`\beta(1 + 1/p) > 2`;
     * p = 1, :math:`\tau = 1`: the map is symmetric, and stable iff
       :math:`0 < \eta < 2` and :math:`\alpha < (4 - 2\eta)/(4 - \eta)` (the black curve from
       (0, 1) to (2, 0)); the upper part of the square diverges;
@@ -281,8 +283,8 @@ def plot_stability_map(
       :math:`\beta = 2` and :math:`\eta = 2` remains unstable;
     * a longer period :math:`\tau` enlarges it too, and shrinks the radius inside: between two
       communications the workers contract by :math:`(1 - \eta)^{\tau - 1}`, which damps the
-      elastic exchange; only :math:`\eta` near 0 or 2 (where that factor is near 1) keeps
-      unstable corners at large :math:`\beta` (visible at p = 1, :math:`\tau = 10`).
+      elastic exchange; only small :math:`\eta` (where that factor is near 1) keeps an
+      unstable corner at large :math:`\beta` (visible at p = 1 and 10, :math:`\tau = 10`).
     """
     etas = torch.linspace(0, 2, 101, dtype=torch.float64) if etas is None else etas
     betas = torch.linspace(0, 2, 101, dtype=torch.float64) if betas is None else betas
