@@ -39,7 +39,7 @@ def test_allreduce_under_torchrun_keeps_the_ranks_identical_and_learns(tmp_path)
                       "20", "--sizes", "64", "10", "--lr", "0.1")
     for history in ranks:
         assert history["config"]["algorithm"] == "allreduce"
-        assert history["step"] == [20, 40, 60]
+        assert history["step"] == [0, 20, 40, 60]  # the start, then every 20 steps
     # One model: both ranks evaluate the same parameters, so the same test error.
     assert ranks[0]["test_error"] == ranks[1]["test_error"]
     assert ranks[0]["test_error"][-1] < 0.5  # ten classes: chance is 0.9

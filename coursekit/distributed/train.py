@@ -24,6 +24,7 @@ import argparse
 import dataclasses
 import itertools
 import json
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -135,7 +136,13 @@ def _run_sync(config: Config) -> dict[str, list]:
     n = len(data.x_train)
     order = minibatches(n, config.batch_size, config.steps, seed=config.seed + rank)
     batches = ((data.x_train[i], data.y_train[i]) for i in itertools.islice(order, start, None))
-    history = sync.new_history() if history is None else history
+    if history is None:  # a fresh run: record the start, as the asynchronous server does
+        history = sync.new_history()
+        for key, value in (("step", 0), ("time", 0.0), ("train_loss", math.nan),
+                           ("test_error", evaluate(algorithm.consensus())),
+                           ("bytes_sent", runtime.stats.bytes_sent),
+                           ("bytes_received", runtime.stats.bytes_received)):
+            history[key].append(value)
     history = sync.run(algorithm, optimizer, F.cross_entropy, batches, steps=config.steps,
                        start=start, record_every=config.eval_every, evaluate=evaluate,
                        history=history, window=window, before_step=before_step)
