@@ -3,7 +3,8 @@
 Every class is a `torch.optim.Optimizer` with torch's name, arguments, defaults and state keys,
 equal to torch.optim step for step. Each file holds the algorithm as a per-tensor update that
 reads like its equations (`foreach=False`) and a multi-tensor `torch._foreach_*` path
-(`foreach=None` or `True`, the default).
+(`foreach=None` or `True`, the default). `fused=True` compiles the per-tensor update with
+torch.compile into one kernel per step (`_fused.py`: when it pays, how it is cached).
 """
 
 from .adadelta import Adadelta

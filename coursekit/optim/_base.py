@@ -8,6 +8,7 @@ its update rule.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -41,14 +42,17 @@ def _check_beta(name: str, beta: float) -> None:
     _check(0.0 <= beta < 1.0, name, beta, "in [0, 1)")
 
 
-def _new_step() -> Tensor:
+def _new_step(param: Tensor | None = None, group: dict[str, Any] | None = None) -> Tensor:
     """A step counter stored as a 0-d tensor, as torch.optim stores it.
 
     Keeping torch's representation (and torch's state key names) means a state_dict saved by
-    a coursekit optimizer loads into the matching torch.optim optimizer and back.
+    a coursekit optimizer loads into the matching torch.optim optimizer and back. Like torch,
+    a fused optimizer keeps the counter on the parameter's device, so the compiled step reads it
+    there (`Optimizer.load_state_dict` moves it there too when the group says `fused`).
     """
     dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
-    return torch.zeros((), dtype=dtype)
+    device = param.device if param is not None and group and group.get("fused") else None
+    return torch.zeros((), dtype=dtype, device=device)
 
 
 def _increment(steps: list[Tensor]) -> None:
@@ -60,9 +64,39 @@ def _increment(steps: list[Tensor]) -> None:
     torch._foreach_add_(steps, torch.tensor(1.0), alpha=1.0)
 
 
+def _step_count(step: Tensor) -> float | Tensor:
+    """The step counter as a number to compute with, without breaking a compiled graph.
+
+    Eagerly, a Python float (cheap, and exact like torch's own arithmetic); under
+    `torch.compile` (`fused=True`) a 0-d float64 tensor, because `.item()` would split the
+    compiled step at every parameter.
+    """
+    return step.double() if torch.compiler.is_compiling() else step.item()
+
+
+def _power(base: float, step: Tensor) -> float | Tensor:
+    """`base ** step` for a step counter (a float eagerly, a 0-d tensor when compiled).
+
+    Compiled, it is written as exp(step log(base)): Inductor computes a broadcast scalar that
+    contains an `exp` once per tensor, but inlines a `pow` into the element loop and repeats it
+    for every vector of 16 elements (a fused Adam step took twice as long).
+    """
+    if torch.compiler.is_compiling():
+        return torch.exp(step.double() * math.log(base))
+    return base ** step.item()
+
+
 def _use_foreach(foreach: bool | None) -> bool:
     """`foreach=None` means: take the fast multi-tensor path."""
     return True if foreach is None else bool(foreach)
+
+
+def _choose(foreach: bool | None, fused: bool | None, single: Callable, multi: Callable,
+            fused_impl: Callable) -> Callable:
+    """The implementation the flags ask for: fused, else foreach unless `foreach=False`."""
+    if fused:
+        return fused_impl
+    return multi if _use_foreach(foreach) else single
 
 
 def _group_by_device_and_dtype(*tensor_lists: list[Tensor]) -> list[tuple[list[Tensor], ...]]:
@@ -95,6 +129,13 @@ class _ReferenceOptimizer(Optimizer):
         states: list[dict[str, Any]],
     ) -> None:
         raise NotImplementedError
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A state_dict saved by torch.optim (or by an older coursekit) may lack these flags.
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("foreach", None)
+            group.setdefault("fused", None)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:

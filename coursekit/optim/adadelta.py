@@ -25,12 +25,13 @@ from ._base import (
     _check_eps,
     _check_lr,
     _check_weight_decay,
+    _choose,
     _group_by_device_and_dtype,
     _increment,
     _new_step,
     _ReferenceOptimizer,
-    _use_foreach,
 )
+from ._fused import check_flags, fuse
 
 __all__ = ["Adadelta", "adadelta", "adadelta_update"]
 
@@ -42,7 +43,7 @@ def adadelta_update(
     acc_delta: Tensor,
     step: Tensor,
     *,
-    lr: float,
+    lr: float | Tensor,
     rho: float,
     eps: float,
     weight_decay: float,
@@ -58,12 +59,15 @@ def adadelta_update(
     rms_grad = square_avg.add(eps).sqrt_()
     delta = acc_delta.add(eps).sqrt_().div_(rms_grad).mul_(grad)
     acc_delta.mul_(rho).addcmul_(delta, delta, value=1 - rho)
-    param.add_(delta, alpha=-lr)
+    param.sub_(lr * delta)
 
 
 def _single_tensor_adadelta(params, grads, square_avgs, acc_deltas, steps, **hyper) -> None:
     for i, param in enumerate(params):
         adadelta_update(param, grads[i], square_avgs[i], acc_deltas[i], steps[i], **hyper)
+
+
+_fused_adadelta = fuse(_single_tensor_adadelta)
 
 
 def _multi_tensor_adadelta(
@@ -96,6 +100,7 @@ def adadelta(
     steps: list[Tensor],
     *,
     foreach: bool | None = None,
+    fused: bool | None = None,
     lr: float,
     rho: float,
     eps: float,
@@ -103,7 +108,7 @@ def adadelta(
     maximize: bool,
 ) -> None:
     """Functional AdaDelta over lists of tensors, all updated in place."""
-    impl = _multi_tensor_adadelta if _use_foreach(foreach) else _single_tensor_adadelta
+    impl = _choose(foreach, fused, _single_tensor_adadelta, _multi_tensor_adadelta, _fused_adadelta)
     impl(params, grads, square_avgs, acc_deltas, steps, lr=lr, rho=rho, eps=eps,
          weight_decay=weight_decay, maximize=maximize)
 
@@ -119,6 +124,7 @@ class Adadelta(_ReferenceOptimizer):
             steps, sqrt(eps) / sqrt(r + eps) g (default 1e-6).
         weight_decay: L2 penalty lambda added to the gradient (default 0).
         foreach: None or True: the multi-tensor path; False: the per-tensor loop.
+        fused: True: the per-tensor loop compiled into one kernel (`coursekit.optim._fused`).
         maximize: ascend instead of descend.
     """
 
@@ -132,18 +138,20 @@ class Adadelta(_ReferenceOptimizer):
         foreach: bool | None = None,
         *,
         maximize: bool = False,
+        fused: bool | None = None,
     ) -> None:
         _check_lr(lr)
+        check_flags(foreach, fused)
         _check(0.0 <= rho <= 1.0, "rho", rho, "in [0, 1]")
         _check_eps(eps)
         _check_weight_decay(weight_decay)
         defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, foreach=foreach,
-                        maximize=maximize)
+                        maximize=maximize, fused=fused)
         super().__init__(params, defaults)
 
     def _init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
         return {
-            "step": _new_step(),
+            "step": _new_step(param, group),
             "square_avg": torch.zeros_like(param, memory_format=torch.preserve_format),
             "acc_delta": torch.zeros_like(param, memory_format=torch.preserve_format),
         }
@@ -151,5 +159,6 @@ class Adadelta(_ReferenceOptimizer):
     def _update(self, group, params, grads, states) -> None:
         adadelta(params, grads, [s["square_avg"] for s in states],
                  [s["acc_delta"] for s in states], [s["step"] for s in states],
-                 foreach=group["foreach"], lr=group["lr"], rho=group["rho"], eps=group["eps"],
-                 weight_decay=group["weight_decay"], maximize=group["maximize"])
+                 foreach=group["foreach"], fused=group["fused"], lr=group["lr"],
+                 rho=group["rho"], eps=group["eps"], weight_decay=group["weight_decay"],
+                 maximize=group["maximize"])

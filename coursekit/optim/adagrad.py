@@ -24,12 +24,14 @@ from ._base import (
     _check_eps,
     _check_lr,
     _check_weight_decay,
+    _choose,
     _group_by_device_and_dtype,
     _increment,
     _new_step,
     _ReferenceOptimizer,
-    _use_foreach,
+    _step_count,
 )
+from ._fused import check_flags, fuse
 
 __all__ = ["Adagrad", "adagrad", "adagrad_update"]
 
@@ -40,7 +42,7 @@ def adagrad_update(
     state_sum: Tensor,
     step: Tensor,
     *,
-    lr: float,
+    lr: float | Tensor,
     lr_decay: float,
     weight_decay: float,
     eps: float,
@@ -52,15 +54,18 @@ def adagrad_update(
     step += 1
     if weight_decay != 0:
         grad = grad.add(param, alpha=weight_decay)
-    decayed_lr = lr / (1 + (step.item() - 1) * lr_decay)
+    decayed_lr = lr / (1 + (_step_count(step) - 1) * lr_decay)
     state_sum.addcmul_(grad, grad, value=1)
     std = state_sum.sqrt().add_(eps)
-    param.addcdiv_(grad, std, value=-decayed_lr)
+    param.sub_(decayed_lr * grad / std)
 
 
 def _single_tensor_adagrad(params, grads, state_sums, steps, **hyper) -> None:
     for i, param in enumerate(params):
         adagrad_update(param, grads[i], state_sums[i], steps[i], **hyper)
+
+
+_fused_adagrad = fuse(_single_tensor_adagrad)
 
 
 def _multi_tensor_adagrad(
@@ -86,6 +91,7 @@ def adagrad(
     steps: list[Tensor],
     *,
     foreach: bool | None = None,
+    fused: bool | None = None,
     lr: float,
     lr_decay: float,
     weight_decay: float,
@@ -93,7 +99,7 @@ def adagrad(
     maximize: bool,
 ) -> None:
     """Functional AdaGrad over lists of tensors, all updated in place."""
-    impl = _multi_tensor_adagrad if _use_foreach(foreach) else _single_tensor_adagrad
+    impl = _choose(foreach, fused, _single_tensor_adagrad, _multi_tensor_adagrad, _fused_adagrad)
     impl(params, grads, state_sums, steps, lr=lr, lr_decay=lr_decay,
          weight_decay=weight_decay, eps=eps, maximize=maximize)
 
@@ -109,6 +115,7 @@ class Adagrad(_ReferenceOptimizer):
         initial_accumulator_value: starting value of the sum of squares r_0 (default 0).
         eps: added to the denominator for stability (default 1e-10).
         foreach: None or True: the multi-tensor path; False: the per-tensor loop.
+        fused: True: the per-tensor loop compiled into one kernel (`coursekit.optim._fused`).
         maximize: ascend instead of descend.
     """
 
@@ -123,8 +130,10 @@ class Adagrad(_ReferenceOptimizer):
         foreach: bool | None = None,
         *,
         maximize: bool = False,
+        fused: bool | None = None,
     ) -> None:
         _check_lr(lr)
+        check_flags(foreach, fused)
         _check(lr_decay >= 0.0, "lr_decay", lr_decay, ">= 0")
         _check_weight_decay(weight_decay)
         _check(initial_accumulator_value >= 0.0, "initial_accumulator_value",
@@ -132,17 +141,18 @@ class Adagrad(_ReferenceOptimizer):
         _check_eps(eps)
         defaults = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                         initial_accumulator_value=initial_accumulator_value, eps=eps,
-                        foreach=foreach, maximize=maximize)
+                        foreach=foreach, maximize=maximize, fused=fused)
         super().__init__(params, defaults)
 
     def _init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
         return {
-            "step": _new_step(),
+            "step": _new_step(param, group),
             "sum": torch.full_like(param, group["initial_accumulator_value"],
                                    memory_format=torch.preserve_format),
         }
 
     def _update(self, group, params, grads, states) -> None:
         adagrad(params, grads, [s["sum"] for s in states], [s["step"] for s in states],
-                foreach=group["foreach"], lr=group["lr"], lr_decay=group["lr_decay"],
-                weight_decay=group["weight_decay"], eps=group["eps"], maximize=group["maximize"])
+                foreach=group["foreach"], fused=group["fused"], lr=group["lr"],
+                lr_decay=group["lr_decay"], weight_decay=group["weight_decay"], eps=group["eps"],
+                maximize=group["maximize"])

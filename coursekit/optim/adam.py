@@ -27,12 +27,14 @@ from ._base import (
     _check_eps,
     _check_lr,
     _check_weight_decay,
+    _choose,
     _group_by_device_and_dtype,
     _increment,
     _new_step,
+    _power,
     _ReferenceOptimizer,
-    _use_foreach,
 )
+from ._fused import check_flags, fuse
 
 __all__ = ["Adam", "AdamW", "adam", "adam_update"]
 
@@ -45,7 +47,7 @@ def adam_update(
     max_exp_avg_sq: Tensor | None,
     step: Tensor,
     *,
-    lr: float,
+    lr: float | Tensor,
     beta1: float,
     beta2: float,
     eps: float,
@@ -65,21 +67,24 @@ def adam_update(
             grad = grad.add(param, alpha=weight_decay)
     exp_avg.lerp_(grad, 1 - beta1)  # m = beta1 m + (1 - beta1) g
     exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-    t = step.item()
-    bias_correction1 = 1 - beta1**t
-    bias_correction2 = 1 - beta2**t
+    bias_correction1 = 1 - _power(beta1, step)
+    bias_correction2 = 1 - _power(beta2, step)
     second_moment = exp_avg_sq
     if amsgrad:
         torch.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
         second_moment = max_exp_avg_sq
-    denom = (second_moment.sqrt() / bias_correction2**0.5).add_(eps)
-    param.addcdiv_(exp_avg, denom, value=-lr / bias_correction1)
+    # theta -= lr m_hat / (sqrt(v_hat) + eps), with the corrections applied as scalar factors
+    denom = (second_moment * (1 / bias_correction2)).sqrt_().add_(eps)
+    param.sub_(exp_avg.div(denom).mul_(lr / bias_correction1))
 
 
 def _single_tensor_adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, **hyper):
     for i, param in enumerate(params):
         adam_update(param, grads[i], exp_avgs[i], exp_avg_sqs[i], max_exp_avg_sqs[i], steps[i],
                     **hyper)
+
+
+_fused_adam = fuse(_single_tensor_adam)
 
 
 def _multi_tensor_adam(
@@ -122,6 +127,7 @@ def adam(
     steps: list[Tensor],
     *,
     foreach: bool | None = None,
+    fused: bool | None = None,
     lr: float,
     beta1: float,
     beta2: float,
@@ -132,7 +138,7 @@ def adam(
     decoupled_weight_decay: bool,
 ) -> None:
     """Functional Adam / AdamW over lists of tensors, all updated in place."""
-    impl = _multi_tensor_adam if _use_foreach(foreach) else _single_tensor_adam
+    impl = _choose(foreach, fused, _single_tensor_adam, _multi_tensor_adam, _fused_adam)
     impl(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, lr=lr, beta1=beta1,
          beta2=beta2, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
          decoupled_weight_decay=decoupled_weight_decay)
@@ -150,6 +156,7 @@ class Adam(_ReferenceOptimizer):
         amsgrad: divide by the running maximum of the second moment (Reddi et al., 2018).
         maximize: ascend instead of descend.
         foreach: None or True: the multi-tensor path; False: the per-tensor loop.
+        fused: True: the per-tensor loop compiled into one kernel (`coursekit.optim._fused`).
         decoupled_weight_decay: shrink the parameter directly, as AdamW does.
     """
 
@@ -165,20 +172,22 @@ class Adam(_ReferenceOptimizer):
         foreach: bool | None = None,
         maximize: bool = False,
         decoupled_weight_decay: bool = False,
+        fused: bool | None = None,
     ) -> None:
         _check_lr(lr)
+        check_flags(foreach, fused)
         _check_eps(eps)
         _check_beta("betas[0]", betas[0])
         _check_beta("betas[1]", betas[1])
         _check_weight_decay(weight_decay)
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                         foreach=foreach, maximize=maximize,
-                        decoupled_weight_decay=decoupled_weight_decay)
+                        decoupled_weight_decay=decoupled_weight_decay, fused=fused)
         super().__init__(params, defaults)
 
     def _init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
         state = {
-            "step": _new_step(),
+            "step": _new_step(param, group),
             "exp_avg": torch.zeros_like(param, memory_format=torch.preserve_format),
             "exp_avg_sq": torch.zeros_like(param, memory_format=torch.preserve_format),
         }
@@ -190,9 +199,10 @@ class Adam(_ReferenceOptimizer):
         beta1, beta2 = group["betas"]
         adam(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
              [s.get("max_exp_avg_sq") for s in states], [s["step"] for s in states],
-             foreach=group["foreach"], lr=group["lr"], beta1=beta1, beta2=beta2,
-             eps=group["eps"], weight_decay=group["weight_decay"], amsgrad=group["amsgrad"],
-             maximize=group["maximize"], decoupled_weight_decay=group["decoupled_weight_decay"])
+             foreach=group["foreach"], fused=group["fused"], lr=group["lr"], beta1=beta1,
+             beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
+             amsgrad=group["amsgrad"], maximize=group["maximize"],
+             decoupled_weight_decay=group["decoupled_weight_decay"])
 
 
 class AdamW(Adam):
@@ -209,9 +219,10 @@ class AdamW(Adam):
         *,
         maximize: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach,
-                         maximize=maximize, decoupled_weight_decay=True)
+                         maximize=maximize, decoupled_weight_decay=True, fused=fused)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # A state_dict saved by Adam must not turn AdamW back into Adam.

@@ -23,12 +23,14 @@ from ._base import (
     _check_eps,
     _check_lr,
     _check_weight_decay,
+    _choose,
     _group_by_device_and_dtype,
     _increment,
     _new_step,
+    _power,
     _ReferenceOptimizer,
-    _use_foreach,
 )
+from ._fused import check_flags, fuse
 
 __all__ = ["Adamax", "adamax", "adamax_update"]
 
@@ -40,7 +42,7 @@ def adamax_update(
     exp_inf: Tensor,
     step: Tensor,
     *,
-    lr: float,
+    lr: float | Tensor,
     beta1: float,
     beta2: float,
     eps: float,
@@ -55,13 +57,16 @@ def adamax_update(
         grad = grad.add(param, alpha=weight_decay)
     exp_avg.lerp_(grad, 1 - beta1)
     torch.maximum(exp_inf.mul_(beta2), grad.abs().add_(eps), out=exp_inf)
-    bias_correction = 1 - beta1 ** step.item()
-    param.addcdiv_(exp_avg, exp_inf, value=-lr / bias_correction)
+    bias_correction = 1 - _power(beta1, step)
+    param.sub_(exp_avg.div(exp_inf).mul_(lr / bias_correction))
 
 
 def _single_tensor_adamax(params, grads, exp_avgs, exp_infs, steps, **hyper) -> None:
     for i, param in enumerate(params):
         adamax_update(param, grads[i], exp_avgs[i], exp_infs[i], steps[i], **hyper)
+
+
+_fused_adamax = fuse(_single_tensor_adamax)
 
 
 def _multi_tensor_adamax(
@@ -90,6 +95,7 @@ def adamax(
     steps: list[Tensor],
     *,
     foreach: bool | None = None,
+    fused: bool | None = None,
     lr: float,
     beta1: float,
     beta2: float,
@@ -98,7 +104,7 @@ def adamax(
     maximize: bool,
 ) -> None:
     """Functional AdaMax over lists of tensors, all updated in place."""
-    impl = _multi_tensor_adamax if _use_foreach(foreach) else _single_tensor_adamax
+    impl = _choose(foreach, fused, _single_tensor_adamax, _multi_tensor_adamax, _fused_adamax)
     impl(params, grads, exp_avgs, exp_infs, steps, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
          weight_decay=weight_decay, maximize=maximize)
 
@@ -114,6 +120,7 @@ class Adamax(_ReferenceOptimizer):
         eps: added to |g| for stability (default 1e-8).
         weight_decay: L2 penalty lambda added to the gradient (default 0).
         foreach: None or True: the multi-tensor path; False: the per-tensor loop.
+        fused: True: the per-tensor loop compiled into one kernel (`coursekit.optim._fused`).
         maximize: ascend instead of descend.
     """
 
@@ -127,19 +134,21 @@ class Adamax(_ReferenceOptimizer):
         foreach: bool | None = None,
         *,
         maximize: bool = False,
+        fused: bool | None = None,
     ) -> None:
         _check_lr(lr)
+        check_flags(foreach, fused)
         _check_eps(eps)
         _check_beta("betas[0]", betas[0])
         _check_beta("betas[1]", betas[1])
         _check_weight_decay(weight_decay)
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                        foreach=foreach, maximize=maximize)
+                        foreach=foreach, maximize=maximize, fused=fused)
         super().__init__(params, defaults)
 
     def _init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
         return {
-            "step": _new_step(),
+            "step": _new_step(param, group),
             "exp_avg": torch.zeros_like(param, memory_format=torch.preserve_format),
             "exp_inf": torch.zeros_like(param, memory_format=torch.preserve_format),
         }
@@ -147,6 +156,6 @@ class Adamax(_ReferenceOptimizer):
     def _update(self, group, params, grads, states) -> None:
         beta1, beta2 = group["betas"]
         adamax(params, grads, [s["exp_avg"] for s in states], [s["exp_inf"] for s in states],
-               [s["step"] for s in states], foreach=group["foreach"], lr=group["lr"],
-               beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
-               maximize=group["maximize"])
+               [s["step"] for s in states], foreach=group["foreach"], fused=group["fused"],
+               lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
+               weight_decay=group["weight_decay"], maximize=group["maximize"])

@@ -29,12 +29,13 @@ from ._base import (
     _check_eps,
     _check_lr,
     _check_weight_decay,
+    _choose,
     _group_by_device_and_dtype,
     _increment,
     _new_step,
     _ReferenceOptimizer,
-    _use_foreach,
 )
+from ._fused import check_flags, fuse
 
 __all__ = ["RMSprop", "rmsprop", "rmsprop_update"]
 
@@ -47,7 +48,7 @@ def rmsprop_update(
     momentum_buffer: Tensor | None,
     step: Tensor,
     *,
-    lr: float,
+    lr: float | Tensor,
     alpha: float,
     eps: float,
     weight_decay: float,
@@ -70,9 +71,9 @@ def rmsprop_update(
     scale = scale.add_(eps)
     if momentum > 0:
         momentum_buffer.mul_(momentum).addcdiv_(grad, scale)
-        param.add_(momentum_buffer, alpha=-lr)
+        param.sub_(lr * momentum_buffer)
     else:
-        param.addcdiv_(grad, scale, value=-lr)
+        param.sub_(lr * grad / scale)
 
 
 def _single_tensor_rmsprop(params, grads, square_avgs, grad_avgs, momentum_buffers, steps,
@@ -80,6 +81,9 @@ def _single_tensor_rmsprop(params, grads, square_avgs, grad_avgs, momentum_buffe
     for i, param in enumerate(params):
         rmsprop_update(param, grads[i], square_avgs[i], grad_avgs[i], momentum_buffers[i],
                        steps[i], **hyper)
+
+
+_fused_rmsprop = fuse(_single_tensor_rmsprop)
 
 
 def _multi_tensor_rmsprop(
@@ -120,6 +124,7 @@ def rmsprop(
     steps: list[Tensor],
     *,
     foreach: bool | None = None,
+    fused: bool | None = None,
     lr: float,
     alpha: float,
     eps: float,
@@ -129,7 +134,7 @@ def rmsprop(
     maximize: bool,
 ) -> None:
     """Functional RMSprop over lists of tensors, all updated in place."""
-    impl = _multi_tensor_rmsprop if _use_foreach(foreach) else _single_tensor_rmsprop
+    impl = _choose(foreach, fused, _single_tensor_rmsprop, _multi_tensor_rmsprop, _fused_rmsprop)
     impl(params, grads, square_avgs, grad_avgs, momentum_buffers, steps, lr=lr, alpha=alpha,
          eps=eps, weight_decay=weight_decay, momentum=momentum, centered=centered,
          maximize=maximize)
@@ -148,6 +153,7 @@ class RMSprop(_ReferenceOptimizer):
         centered: divide by an estimate of the gradient's standard deviation instead of its
             root mean square (Graves, 2013).
         foreach: None or True: the multi-tensor path; False: the per-tensor loop.
+        fused: True: the per-tensor loop compiled into one kernel (`coursekit.optim._fused`).
         maximize: ascend instead of descend.
     """
 
@@ -163,22 +169,24 @@ class RMSprop(_ReferenceOptimizer):
         *,
         foreach: bool | None = None,
         maximize: bool = False,
+        fused: bool | None = None,
     ) -> None:
         _check_lr(lr)
+        check_flags(foreach, fused)
         _check(0.0 <= alpha, "alpha", alpha, ">= 0")
         _check_eps(eps)
         _check_weight_decay(weight_decay)
         _check(momentum >= 0.0, "momentum", momentum, ">= 0")
         defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                         momentum=momentum, centered=centered, foreach=foreach,
-                        maximize=maximize)
+                        maximize=maximize, fused=fused)
         super().__init__(params, defaults)
 
     def _init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
         def zeros() -> Tensor:
             return torch.zeros_like(param, memory_format=torch.preserve_format)
 
-        state = {"step": _new_step(), "square_avg": zeros()}
+        state = {"step": _new_step(param, group), "square_avg": zeros()}
         if group["momentum"] > 0:
             state["momentum_buffer"] = zeros()
         if group["centered"]:
@@ -188,7 +196,7 @@ class RMSprop(_ReferenceOptimizer):
     def _update(self, group, params, grads, states) -> None:
         rmsprop(params, grads, [s["square_avg"] for s in states],
                 [s.get("grad_avg") for s in states], [s.get("momentum_buffer") for s in states],
-                [s["step"] for s in states], foreach=group["foreach"], lr=group["lr"],
-                alpha=group["alpha"], eps=group["eps"], weight_decay=group["weight_decay"],
-                momentum=group["momentum"], centered=group["centered"],
-                maximize=group["maximize"])
+                [s["step"] for s in states], foreach=group["foreach"], fused=group["fused"],
+                lr=group["lr"], alpha=group["alpha"], eps=group["eps"],
+                weight_decay=group["weight_decay"], momentum=group["momentum"],
+                centered=group["centered"], maximize=group["maximize"])

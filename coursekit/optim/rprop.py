@@ -27,12 +27,13 @@ from torch import Tensor
 from ._base import (
     _check,
     _check_lr,
+    _choose,
     _group_by_device_and_dtype,
     _increment,
     _new_step,
     _ReferenceOptimizer,
-    _use_foreach,
 )
+from ._fused import check_flags, fuse
 
 __all__ = ["Rprop", "rprop", "rprop_update"]
 
@@ -66,6 +67,9 @@ def rprop_update(
 def _single_tensor_rprop(params, grads, prevs, step_sizes, steps, **hyper) -> None:
     for i, param in enumerate(params):
         rprop_update(param, grads[i], prevs[i], step_sizes[i], steps[i], **hyper)
+
+
+_fused_rprop = fuse(_single_tensor_rprop)
 
 
 def _multi_tensor_rprop(
@@ -107,6 +111,7 @@ def rprop(
     steps: list[Tensor],
     *,
     foreach: bool | None = None,
+    fused: bool | None = None,
     etaminus: float,
     etaplus: float,
     step_size_min: float,
@@ -114,7 +119,7 @@ def rprop(
     maximize: bool,
 ) -> None:
     """Functional Rprop over lists of tensors, all updated in place."""
-    impl = _multi_tensor_rprop if _use_foreach(foreach) else _single_tensor_rprop
+    impl = _choose(foreach, fused, _single_tensor_rprop, _multi_tensor_rprop, _fused_rprop)
     impl(params, grads, prevs, step_sizes, steps, etaminus=etaminus, etaplus=etaplus,
          step_size_min=step_size_min, step_size_max=step_size_max, maximize=maximize)
 
@@ -129,6 +134,7 @@ class Rprop(_ReferenceOptimizer):
         step_sizes: (delta_min, delta_max), bounds on each step size (default (1e-6, 50)).
         maximize: ascend instead of descend.
         foreach: None or True: the multi-tensor path; False: the per-tensor loop.
+        fused: True: the per-tensor loop compiled into one kernel (`coursekit.optim._fused`).
     """
 
     def __init__(
@@ -140,18 +146,20 @@ class Rprop(_ReferenceOptimizer):
         *,
         foreach: bool | None = None,
         maximize: bool = False,
+        fused: bool | None = None,
     ) -> None:
         _check_lr(lr)
+        check_flags(foreach, fused)
         _check(0.0 < etas[0] < 1.0 < etas[1], "etas", etas, "(eta-, eta+) with 0 < eta- < 1 < eta+")
         _check(0.0 <= step_sizes[0] <= step_sizes[1], "step_sizes", step_sizes,
                "(min, max) with 0 <= min <= max")
         defaults = dict(lr=lr, etas=etas, step_sizes=step_sizes, foreach=foreach,
-                        maximize=maximize)
+                        maximize=maximize, fused=fused)
         super().__init__(params, defaults)
 
     def _init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
         return {
-            "step": _new_step(),
+            "step": _new_step(param, group),
             "prev": torch.zeros_like(param, memory_format=torch.preserve_format),
             "step_size": torch.full_like(param, group["lr"]),
         }
@@ -160,6 +168,6 @@ class Rprop(_ReferenceOptimizer):
         etaminus, etaplus = group["etas"]
         step_size_min, step_size_max = group["step_sizes"]
         rprop(params, grads, [s["prev"] for s in states], [s["step_size"] for s in states],
-              [s["step"] for s in states], foreach=group["foreach"], etaminus=etaminus,
-              etaplus=etaplus, step_size_min=step_size_min, step_size_max=step_size_max,
-              maximize=group["maximize"])
+              [s["step"] for s in states], foreach=group["foreach"], fused=group["fused"],
+              etaminus=etaminus, etaplus=etaplus, step_size_min=step_size_min,
+              step_size_max=step_size_max, maximize=group["maximize"])

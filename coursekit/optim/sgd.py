@@ -25,10 +25,11 @@ from ._base import (
     _check,
     _check_lr,
     _check_weight_decay,
+    _choose,
     _group_by_device_and_dtype,
     _ReferenceOptimizer,
-    _use_foreach,
 )
+from ._fused import check_flags, fuse
 
 __all__ = ["SGD", "sgd", "sgd_update"]
 
@@ -38,7 +39,7 @@ def sgd_update(
     grad: Tensor,
     momentum_buffer: Tensor | None,
     *,
-    lr: float,
+    lr: float | Tensor,
     momentum: float,
     dampening: float,
     weight_decay: float,
@@ -57,13 +58,16 @@ def sgd_update(
         else:
             momentum_buffer.mul_(momentum).add_(grad, alpha=1 - dampening)
         grad = grad.add(momentum_buffer, alpha=momentum) if nesterov else momentum_buffer
-    param.add_(grad, alpha=-lr)
+    param.sub_(lr * grad)
     return momentum_buffer
 
 
 def _single_tensor_sgd(params, grads, momentum_buffers, **hyper) -> None:
     for i, (param, grad) in enumerate(zip(params, grads)):
         momentum_buffers[i] = sgd_update(param, grad, momentum_buffers[i], **hyper)
+
+
+_fused_sgd = fuse(_single_tensor_sgd)
 
 
 def _multi_tensor_sgd(
@@ -98,6 +102,7 @@ def sgd(
     momentum_buffers: list[Tensor | None],
     *,
     foreach: bool | None = None,
+    fused: bool | None = None,
     lr: float,
     momentum: float,
     dampening: float,
@@ -106,7 +111,9 @@ def sgd(
     maximize: bool,
 ) -> None:
     """Functional SGD over lists of tensors; `momentum_buffers` is updated in place."""
-    impl = _multi_tensor_sgd if _use_foreach(foreach) else _single_tensor_sgd
+    if fused and momentum != 0 and any(b is None for b in momentum_buffers):
+        fused = False  # the first step only copies gradients into new buffers: not worth a compile
+    impl = _choose(foreach, fused, _single_tensor_sgd, _multi_tensor_sgd, _fused_sgd)
     impl(
         params,
         grads,
@@ -132,6 +139,7 @@ class SGD(_ReferenceOptimizer):
         nesterov: use Nesterov momentum (needs momentum > 0 and dampening = 0).
         maximize: ascend instead of descend.
         foreach: None or True: the multi-tensor path; False: the per-tensor loop.
+        fused: True: the per-tensor loop compiled into one kernel (`coursekit.optim._fused`).
     """
 
     def __init__(
@@ -145,8 +153,10 @@ class SGD(_ReferenceOptimizer):
         *,
         maximize: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         _check_lr(lr)
+        check_flags(foreach, fused)
         _check(momentum >= 0.0, "momentum", momentum, ">= 0")
         _check_weight_decay(weight_decay)
         if nesterov:
@@ -154,7 +164,7 @@ class SGD(_ReferenceOptimizer):
                    "used with momentum > 0 and dampening = 0")
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
                         weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
-                        foreach=foreach)
+                        foreach=foreach, fused=fused)
         super().__init__(params, defaults)
 
     def _init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
@@ -163,7 +173,7 @@ class SGD(_ReferenceOptimizer):
 
     def _update(self, group, params, grads, states) -> None:
         buffers = [s.get("momentum_buffer") for s in states]
-        sgd(params, grads, buffers, foreach=group["foreach"], lr=group["lr"],
+        sgd(params, grads, buffers, foreach=group["foreach"], fused=group["fused"], lr=group["lr"],
             momentum=group["momentum"], dampening=group["dampening"],
             weight_decay=group["weight_decay"], nesterov=group["nesterov"],
             maximize=group["maximize"])
