@@ -54,16 +54,21 @@ __all__: list[str] = []
 
 def compiler_available(device: torch.device) -> str | None:
     """None when Inductor can compile for `device`; otherwise the reason it cannot."""
-    if device.type == "cpu":
+    return _compiler_available(device.type)
+
+
+@functools.cache  # a search of PATH on every step would cost more than some whole steps
+def _compiler_available(device_type: str) -> str | None:
+    if device_type == "cpu":
         compilers = [os.environ.get("CXX", ""), "g++", "c++", "clang++"]
         if not any(c and shutil.which(c) for c in compilers):
             return "no C++ compiler found (set CXX or install g++)"
         return None
-    if device.type == "cuda":
+    if device_type == "cuda":
         from torch.utils._triton import has_triton
 
         return None if has_triton() else "Triton is not installed"
-    return f"torch.compile has no fused kernels for device {device.type!r} here"
+    return f"torch.compile has no fused kernels for device {device_type!r} here"
 
 
 def check_flags(foreach: bool | None, fused: bool | None) -> None:
