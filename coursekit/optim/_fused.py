@@ -24,9 +24,9 @@ they are written with `exp`.
 When does it pay? `benchmarks/optim_step.py` on the CI machine kind (2 cores of an AMD EPYC VM,
 torch 2.13 CPU; table in `benchmarks/RESULTS.md`), 13.4M parameters in 100 tensors, Inductor's
 disk cache empty: compilation takes 15-35 s (about 0.2-0.35 s per parameter tensor) and the
-fused step saves 3-61 ms over the foreach step; it runs at 0.75-0.82x of the copy-bandwidth
-bound and 1.09-1.15x of torch's own fused step (SGD, Adagrad, Adam, AdamW). Break-even (compile
-seconds / saving per step) is 400-500 steps for Rprop and Adadelta, 1,000-2,400 for RMSprop,
+fused step saves 3-61 ms over the foreach step; it runs at 0.59-0.82x of the copy-bandwidth
+bound and 1.03-1.15x of torch's own fused step (SGD, Adagrad, Adam, AdamW). Break-even (compile
+seconds / saving per step) is 400-600 steps for Rprop and Adadelta, 1,000-2,400 for RMSprop,
 Adam, AdamW, Adamax and Adagrad, and 7,000 for SGD with momentum: worth it for a training run,
 not for a notebook cell of fifty steps. That is why the default stays `fused=None` (the
 foreach path).
