@@ -24,12 +24,12 @@ they are written with `exp`.
 When does it pay? `benchmarks/optim_step.py` on the CI machine kind (2 cores of an AMD EPYC VM,
 torch 2.13 CPU; table in `benchmarks/RESULTS.md`), 13.4M parameters in 100 tensors, Inductor's
 disk cache empty: compilation takes 15-35 s (about 0.2-0.35 s per parameter tensor) and the
-fused step saves 3-61 ms over the foreach step; it runs at 0.59-0.82x of the copy-bandwidth
-bound and 1.03-1.15x of torch's own fused step (SGD, Adagrad, Adam, AdamW). Break-even (compile
-seconds / saving per step) is 400-600 steps for Rprop and Adadelta, 1,000-2,400 for RMSprop,
-Adam, AdamW, Adamax and Adagrad, and 7,000 for SGD with momentum: worth it for a training run,
-not for a notebook cell of fifty steps. That is why the default stays `fused=None` (the
-foreach path).
+fused step saves 3-84 ms over the foreach step; it runs below the copy-bandwidth bound
+(0.63-0.88x) and at 1.06-1.07x of torch's own fused step (SGD, Adagrad, Adam, AdamW).
+Break-even (compile seconds / saving per step) is 270-600 steps for Rprop and Adadelta,
+900-2,500 for RMSprop, Adam, AdamW, Adamax and Adagrad, and about 6,000 for SGD with momentum:
+worth it for a training run, not for a notebook cell of fifty steps. That is why the default
+stays `fused=None` (the foreach path).
 
 Where compilation is unavailable (no C++ compiler for CPU tensors, no Triton for CUDA tensors,
 another device), `fused=True` warns and runs the per-tensor loop uncompiled: same numbers, no
@@ -83,7 +83,11 @@ def fuse(loop: Callable[..., None]) -> Callable[..., None]:
     The compiled step is created lazily by `torch.compile` and cached with `loop`'s code, so it
     is shared by every optimizer that calls the same loop with the same signature.
     """
-    compiled = torch.compile(loop, fullgraph=True, dynamic=False)
+    # Inductor asserts the size and stride of every input at every call by default; Dynamo's
+    # guards have checked them already, and on a step over 500 tensors the asserts cost more
+    # than the rest of the Python work of the step (measured with cProfile).
+    compiled = torch.compile(loop, fullgraph=True, dynamic=False,
+                             options={"size_asserts": False})
 
     @functools.wraps(loop)
     def fused_loop(*tensor_lists: list[Tensor], **hyper) -> None:
