@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +26,11 @@ c = get_config()
 configure(c, os.path.dirname(os.path.abspath(__file__)), cell_timeout={cell_timeout},
           notebook_timeout={notebook_timeout})
 """
+
+
+def feedback_text(path: Path) -> str:
+    """The text a student reads in a feedback HTML file: tags removed, entities decoded."""
+    return html.unescape(re.sub("<[^>]+>", "", path.read_text()))
 
 
 def require_sandbox() -> None:

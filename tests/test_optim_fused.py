@@ -14,6 +14,7 @@ import copy
 
 import pytest
 import torch
+from test_optim_reference import tolerance  # the same tolerances as the torch comparison
 from torch import nn
 from torch._dynamo.utils import counters
 
@@ -34,11 +35,6 @@ CASES = [
 ]
 IDS = [f"{name}-{i}" for i, (name, _) in enumerate(CASES)]
 STEPS = 12
-
-
-def tolerance(dtype: torch.dtype) -> dict[str, float]:
-    """The tolerances of test_optim_reference.py."""
-    return dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-11, atol=1e-12)
 
 
 class Net(nn.Module):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from grading_course import cases_passed, grade_notebooks
+from grading_course import cases_passed, feedback_text, grade_notebooks
 
 from coursekit.grading import functions
 from coursekit.grading.submissions import solved, with_answer
@@ -110,8 +110,7 @@ def test_each_submission_earns_exactly_what_it_should(graded, student):
 
 def test_feedback_explains_the_lost_points_and_hides_the_hidden_tests(graded):
     course, _ = graded
-    text = re.sub("<[^>]+>", "", (course / "out/feedback/partial/ps1.html").read_text())
-    text = text.replace("&#39;", "'").replace("&quot;", '"')
+    text = feedback_text(course / "out/feedback/partial/ps1.html")
     assert "0 of 3 points" in text and "has shape (2, 2), expected (3, 3)" in text
     assert "1.5 of 2 points" in text and "a constant column: differs from the reference" in text
     for student in SUBMISSIONS:

@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import torch
-from grading_course import cases_passed, grade_notebooks
+from grading_course import cases_passed, feedback_text, grade_notebooks
 
 from coursekit.grading import functions
 from coursekit.grading.submissions import solved, with_answer
@@ -140,8 +140,7 @@ def test_each_submission_earns_exactly_what_it_should(graded, student):
 
 def test_feedback_explains_the_lost_points_and_hides_the_hidden_tests(graded):
     course, _ = graded
-    text = re.sub("<[^>]+>", "", (course / "out/feedback/partial/ps3.html").read_text())
-    text = text.replace("&#39;", "'").replace("&quot;", '"')
+    text = feedback_text(course / "out/feedback/partial/ps3.html")
     assert "3 of 4 points" in text and "differs from the reference in part '1'" in text
     assert "0.75 of 3 points" in text
     for student in SUBMISSIONS:
