@@ -193,6 +193,10 @@ def easgd_rank(
     center, and at a communication step the elastic differences ``alpha (x_i - center)`` of all
     ranks are summed by one all-reduce, so the copies stay equal.
     """
+    # Written out by hand, not through `coursekit.distributed.sync.EASGD`: the notebook asks
+    # students to read this loop next to their own simulation. tests/test_ps5.py checks it
+    # against `simulate_easgd`, and tests/test_distributed_sim_vs_real.py checks the library's
+    # EASGD the same way.
     import torch.distributed as dist
 
     from coursekit.distributed import runtime
