@@ -28,7 +28,7 @@ import papermill
 from nbclient.exceptions import CellTimeoutError
 from tqdm import tqdm
 
-from . import slides
+from . import claims, slides
 
 SOURCES = ("notebooks", "solutions")  # folders under ROOT that are executed
 LECTURES = "notebooks"  # ... and the one whose notebooks also become slides
@@ -73,16 +73,17 @@ def execute_notebook(
     start = time.perf_counter()
     error = None
     try:
-        papermill.execute_notebook(
-            source,
-            executed,
-            parameters=parameters or {},
-            kernel_name=KERNEL,
-            language="python",  # papermill refuses notebooks without kernelspec metadata otherwise
-            cwd=source.parent,  # relative paths in a notebook mean what they mean in Jupyter
-            execution_timeout=timeout,  # per cell; papermill has none unless told
-            progress_bar=False,  # the build shows one bar over all notebooks instead
-        )
+        with claims.running(source):  # check cells read this notebook's prose
+            papermill.execute_notebook(
+                source,
+                executed,
+                parameters=parameters or {},
+                kernel_name=KERNEL,
+                language="python",  # papermill refuses notebooks without kernelspec metadata
+                cwd=source.parent,  # relative paths in a notebook mean what they mean in Jupyter
+                execution_timeout=timeout,  # per cell; papermill has none unless told
+                progress_bar=False,  # the build shows one bar over all notebooks instead
+            )
     except papermill.PapermillExecutionError as exc:
         error = _describe_failure(executed, f"raised {exc.ename}: {exc.evalue}".rstrip(": "))
     except CellTimeoutError:

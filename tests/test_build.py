@@ -60,6 +60,12 @@ def hidden_code():
     return cell
 
 
+def check_cell(source: str):
+    cell = new_code_cell("from coursekit.claims import stated\n" + source)
+    cell.metadata["tags"] = ["check"]
+    return cell
+
+
 def make_course(root: Path) -> Path:
     """A lecture (slides, math, parameters, a figure, notes, an image) and one solution."""
     params = new_code_cell("n_points = 5")
@@ -80,6 +86,8 @@ def make_course(root: Path) -> Path:
         slide(hidden_code(), "subslide"),
         slide(new_markdown_cell("Say why the step size matters."), "notes"),
         slide(new_markdown_cell("$$\\nabla f(x) = 2x$$"), "fragment"),
+        slide(new_markdown_cell("The answer is 42."), "subslide"),
+        slide(check_cell('stated(6 * 7, "42")  # check_cell_marker'), "skip"),
     )
     (root / "notebooks" / "week1" / "figures").mkdir()
     (root / "notebooks" / "week1" / "figures" / "dot.png").write_bytes(PNG)
@@ -163,13 +171,25 @@ def test_deck_has_slides_math_and_speaker_notes(built):
 
 
 @needs_assets
-@needs_assets
 def test_remove_input_tag_hides_the_code_but_keeps_its_output(built):
     deck = (built[1] / "slides" / "week1" / "lecture.slides.html").read_text()
     assert "visible_output_marker" in deck
     assert "secret_source_marker" not in deck
 
 
+@needs_assets
+def test_check_cells_run_against_the_prose_and_never_reach_the_slides(built):
+    """The build passed, so the check cell's stated() found "42" computed and in the prose."""
+    root, out, status, stdout = built
+    assert status == 0, stdout
+    executed = nbformat.read(out / "notebooks" / "week1" / "lecture.ipynb", as_version=4)
+    ran = [c for c in executed.cells if "check" in c.metadata.get("tags", [])]
+    assert ran and ran[0].execution_count is not None  # executed like any other cell
+    deck = (out / "slides" / "week1" / "lecture.slides.html").read_text()
+    assert "check_cell_marker" not in deck and "The answer is 42" in deck
+
+
+@needs_assets
 def test_deck_loads_nothing_from_the_network(built):
     """Does every src/href, require() path and MathJax config resolve to a file next to the deck?"""
     deck_path = built[1] / "slides" / "week1" / "lecture.slides.html"

@@ -15,10 +15,13 @@ TEMPLATES = Path(__file__).parent / "templates"
 TEMPLATE = "coursekit_reveal"  # extends nbconvert's `reveal`; see templates/coursekit_reveal/
 THEME = "white"  # reveal.js themes such as "simple" (nbconvert's default) @import web fonts
 # Cell tags a lecture uses to keep code off its slides while keeping the figure it draws.
+# "check" marks a check cell: it asserts the numbers the prose states (coursekit.claims) and
+# runs wherever the notebook runs, but the audience never sees it.
+CHECK_TAG = "check"
 HIDE_TAGS = Config({"TagRemovePreprocessor": {
     "enabled": True,
     "remove_input_tags": ["remove-input"],
-    "remove_cell_tags": ["remove-cell"],
+    "remove_cell_tags": ["remove-cell", CHECK_TAG],
     "remove_all_outputs_tags": ["remove-output"],
 }})
 
