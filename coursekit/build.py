@@ -66,16 +66,25 @@ def execute_notebook(
 ) -> NotebookResult:
     """Run ``source`` with papermill into ``executed``, in the notebook's own folder.
 
+    With ``parameters`` the notebook's check cells (tag ``check``) are left out: they confirm
+    the numbers the prose states, which hold for the default parameters only.
+
     Never raises for a broken notebook: the failure is described in ``NotebookResult.error``
     (papermill still writes the executed copy, traceback included).
     """
     executed.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     error = None
+    run = source
+    if parameters:  # check cells confirm what the prose states of the default run: drop them
+        run = executed.with_name(f".{executed.stem}.unchecked.ipynb")
+        nb = nbformat.read(source, as_version=4)
+        nb.cells = [c for c in nb.cells if claims.CHECK_TAG not in c.metadata.get("tags", [])]
+        nbformat.write(nb, run)
     try:
         with claims.running(source):  # check cells read this notebook's prose
             papermill.execute_notebook(
-                source,
+                run,
                 executed,
                 parameters=parameters or {},
                 kernel_name=KERNEL,
@@ -90,6 +99,9 @@ def execute_notebook(
         error = _describe_failure(executed, f"timed out after {timeout:g} s (see --timeout)")
     except Exception as exc:  # no kernel, invalid JSON, kernel died: report it, build the rest
         error = f"{type(exc).__name__}: {exc}"
+    finally:
+        if run != source:
+            run.unlink(missing_ok=True)
     return NotebookResult(source, executed, time.perf_counter() - start, error)
 
 

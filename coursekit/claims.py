@@ -16,7 +16,8 @@ test suite for every notebook they execute) or ``JPY_SESSION_NAME`` (set by Jupy
 notebook open in JupyterLab); with neither, only the value is checked.
 
 Qualitative claims ("the spread shrinks with width") are plain ``assert`` statements in the
-same check cells. CONTRIBUTING.md describes the convention.
+same check cells. Check cells describe the default run: ``coursekit build -p NAME=VALUE``
+leaves them out. CONTRIBUTING.md describes the convention.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 
 __all__ = ["ClaimError", "notebook_markdown", "reads_as", "running", "stated"]
 
+CHECK_TAG = "check"  # the cell tag of check cells: removed from slides, run everywhere else
 NOTEBOOK_VARIABLES = ("COURSEKIT_NOTEBOOK", "JPY_SESSION_NAME")
 # A number as prose writes it: optional sign (ASCII or Unicode minus), digits with optional
 # thousands separators, optional decimals, optional exponent.
@@ -138,7 +140,9 @@ def stated(value: float, text: str, *, what: str | None = None) -> None:
     if not reads_as(value, text):
         raise ClaimError(
             f"the slides state {label} = {text}, but the computation gives {value!r}: "
-            "correct the prose (and this check), or the computation"
+            "correct the prose (and this check), or the computation. (The prose describes the "
+            "default parameters: `coursekit build -p NAME=VALUE` runs other values without the "
+            "check cells.)"
         )
     markdown = notebook_markdown()
     if markdown is not None and not _in_prose(text, markdown):

@@ -32,6 +32,10 @@ Normalising the inputs (`standardize`: zero mean, unit variance per input) remov
 of :math:`H`'s eigenvalues that comes from means and units. Stochastic gradient descent
 (`sgd`) steps after every sample instead of after every pass over the data.
 
+Lecture 1's experiments live here, once, for the notebook and its claim tests: `stretch_sweep`
+(steps against :math:`\kappa`), `normalisation_table` (raw against standardised inputs) and
+`batch_vs_stochastic` (both methods on a redundant data set).
+
 Example::
 
     import torch
@@ -52,17 +56,23 @@ Everything works in float64 when given float64 and returns tensors on the inputs
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from .data import two_blobs
 from .landscapes.surfaces import Surface
 
 __all__ = [
+    "BatchVsStochastic",
+    "Conditioning",
     "Quadratic",
+    "batch_vs_stochastic",
     "best_lr",
     "condition_number",
+    "conditioning",
     "convergence_rate",
     "design_matrix",
     "first_below",
@@ -71,11 +81,13 @@ __all__ = [
     "hessian",
     "iterations_to_tolerance",
     "max_stable_lr",
+    "normalisation_table",
     "optimal_step",
     "predicted_iterations",
     "sgd",
     "standardize",
     "steepest_descent",
+    "stretch_sweep",
 ]
 
 
@@ -449,7 +461,8 @@ def sgd(
 ) -> Tensor:
     r"""Stochastic gradient descent on a linear unit, one sample per step (seed 000).
 
-    Each epoch visits the samples in a new random order (drawn from `seed`) and, for each,
+    Each epoch visits the samples in a new random order (``torch.randperm`` with one
+    ``torch.Generator`` seeded with `seed`, a permutation per epoch) and, for each,
     steps along the gradient of that sample's loss alone:
 
     .. math::
@@ -485,3 +498,164 @@ def first_below(values: Tensor, level: float) -> int | None:
         raise ValueError(f"Invalid values: {tuple(values.shape)} (must be 1-D)")
     hits = torch.nonzero(values <= level)
     return int(hits[0]) if len(hits) else None
+
+
+# --- Lecture 1's experiments ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    r"""How hard a linear unit's loss is for gradient descent with the best fixed step.
+
+    Attributes:
+        kappa: the condition number :math:`\kappa = \lambda_{\max} / \lambda_{\min}` of
+            :math:`H`.
+        steps: the steps gradient descent with `best_lr` takes from 0 until
+            :math:`E - E^\star \le \mathrm{tol}\,(E(0) - E^\star)` (`iterations_to_tolerance`);
+            None when 100,000 steps are not enough.
+        predicted: `predicted_iterations` (kappa, tol), an upper bound on `steps`, equal to it
+            in two dimensions.
+    """
+
+    kappa: float
+    steps: int | None
+    predicted: int
+
+
+def conditioning(x: Tensor, y: Tensor, tol: float, *, bias: bool = False) -> Conditioning:
+    r"""The condition number of a linear unit's loss on ``x (P, d)``, ``y (P,)`` and the steps
+    gradient descent with the best fixed step :math:`\eta = 2 / (\lambda_{\min} +
+    \lambda_{\max})` takes from :math:`\theta = 0` to shrink :math:`E - E^\star` by `tol`.
+
+    Along eigenvector :math:`q_i` the error is multiplied by :math:`1 - \eta\lambda_i` per
+    step, so (seed 001)
+
+    .. math::
+        E(\theta_k) - E^\star = \sum_i \frac{\lambda_i}{2}\, (1 - \eta\lambda_i)^{2k}
+        \bigl(q_i^\top (\theta_0 - \theta^\star)\bigr)^2
+        \le \rho^{2k}\, \bigl(E(\theta_0) - E^\star\bigr), \qquad
+        \rho = \frac{\kappa - 1}{\kappa + 1}.
+    """
+    loss = Quadratic.from_data(x, y, bias)
+    kappa = condition_number(loss.h)
+    return Conditioning(
+        kappa=kappa,
+        steps=iterations_to_tolerance(loss, best_lr(loss.h), tol),
+        predicted=predicted_iterations(kappa, tol),
+    )
+
+
+def stretch_sweep(
+    stretches: Sequence[float],
+    tol: float,
+    *,
+    n: int = 200,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+) -> list[Conditioning]:
+    r"""Condition number and steps to `tol` as one input is stretched (seed 000: convergence is
+    slow when the Hessian's eigenvalues differ).
+
+    For each stretch :math:`s`, the training set of centred two blobs
+    (``coursekit.data.two_blobs(n, seed=seed, scale=(1, s))``: the same draws every time, the
+    second input multiplied by :math:`s`, so :math:`H_{22}` by :math:`s^2`) and its
+    `conditioning` without a bias. For large :math:`\kappa` the steps grow linearly,
+
+    .. math::
+        k = \Bigl\lceil \frac{\ln \mathrm{tol}}{2 \ln \rho} \Bigr\rceil \approx
+        \frac{\kappa}{4} \ln \frac{1}{\mathrm{tol}} .
+    """
+    results = []
+    for s in stretches:
+        _check_positive("stretches", s)
+        data = two_blobs(n, seed=seed, scale=(1.0, s), dtype=dtype)
+        results.append(conditioning(data.x_train, data.y_train, tol))
+    return results
+
+
+def normalisation_table(x: Tensor, y: Tensor, tol: float) -> dict[tuple[str, bool], Conditioning]:
+    r"""`conditioning` of the inputs as they are (``"raw"``) and standardised by `standardize`
+    (``"standardised"``), without and with a bias: keys ``(name, bias)``.
+
+    LeCun's prescription (seed 000; LeCun, Bottou, Orr and Müller, "Efficient BackProp",
+    1998): zero mean and unit variance. Standardised, the Hessian without a bias is the
+    inputs' correlation matrix; in two dimensions
+
+    .. math::
+        H_{\text{std}} = \begin{pmatrix} 1 & r \\ r & 1 \end{pmatrix}, \quad
+        \lambda = 1 \pm r, \quad \kappa_{\text{std}} = \frac{1 + |r|}{1 - |r|},
+
+    and a bias only adds the decoupled eigenvalue 1 (the mean is zero), so
+    :math:`\kappa_{\text{std}}` is the same with a bias. On raw inputs the bias adds the row
+    and column :math:`(\mu, 1)`, which by eigenvalue interlacing can only raise :math:`\kappa`.
+    """
+    inputs = {"raw": x, "standardised": standardize(x)}
+    return {
+        (name, bias): conditioning(inputs[name], y, tol, bias=bias)
+        for bias in (False, True)
+        for name in ("raw", "standardised")
+    }
+
+
+@dataclass(frozen=True)
+class BatchVsStochastic:
+    r"""Batch gradient descent and SGD on one data set, both from :math:`\theta = 0`, their
+    excess loss :math:`(E - E^\star) / (E(0) - E^\star)` over the whole set.
+
+    Attributes:
+        samples_per_pass: :math:`P`, the samples one batch step (one pass) costs.
+        batch: after each of ``epochs`` batch steps, ``(epochs + 1,)``; row 0 is the start, 1.
+        stochastic: after each SGD step (one sample), ``(epochs * P + 1,)``.
+    """
+
+    samples_per_pass: int
+    batch: Tensor
+    stochastic: Tensor
+
+    def samples_to(self, fraction: float) -> tuple[int | None, int | None]:
+        """Samples seen by (SGD, batch GD) when their excess first reaches `fraction` of its
+        start; None for one that does not within the run."""
+        _check_positive("fraction", fraction)
+        sgd_samples = first_below(self.stochastic, fraction)
+        batch_steps = first_below(self.batch, fraction)
+        return sgd_samples, None if batch_steps is None else batch_steps * self.samples_per_pass
+
+    def sgd_pass(self, k: int) -> Tensor:
+        """SGD's excess over its `k`-th pass (1-based; -1 for the last), ``(P,)``."""
+        passes = (len(self.stochastic) - 1) // self.samples_per_pass
+        if isinstance(k, bool) or not isinstance(k, int) or not (1 <= k <= passes or k == -1):
+            raise ValueError(f"Invalid k: {k!r} (must be in 1..{passes}, or -1)")
+        first = 1 + ((passes if k == -1 else k) - 1) * self.samples_per_pass
+        return self.stochastic[first : first + self.samples_per_pass]
+
+
+def batch_vs_stochastic(
+    x: Tensor,
+    y: Tensor,
+    *,
+    copies: int,
+    lr: float,
+    epochs: int,
+    seed: int = 0,
+    bias: bool = False,
+) -> BatchVsStochastic:
+    r"""Batch GD against SGD on a redundant data set: ``(x, y)`` repeated `copies` times (seed
+    000: "stochastic gradient: much faster, but fluctuates near the minimum").
+
+    Repeating the data changes neither :math:`E` nor :math:`H`, so batch GD with the best fixed
+    step :math:`\eta = 2 / (\lambda_{\min} + \lambda_{\max})` takes the same steps as on
+    one copy, :math:`\theta_{k+1} = \theta_k - \eta \nabla E(\theta_k)`, `epochs` of them,
+    each costing :math:`P = ` ``copies * len(x)`` samples. `sgd` with step `lr` makes
+    ``epochs * P`` steps :math:`\theta \leftarrow \theta + \mathrm{lr}\,(y_p - \theta^\top
+    \tilde x_p)\, \tilde x_p`, in the order `sgd` draws from `seed`.
+    """
+    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
+        raise ValueError(f"Invalid copies: {copies!r} (must be an int >= 1)")
+    _check_inputs(x)
+    _check_targets(x, y)
+    big_x, big_y = x.repeat(copies, 1), y.repeat(copies)  # (copies * len(x), d)
+    loss = Quadratic.from_data(big_x, big_y, bias)
+    start = loss.excess(torch.zeros_like(loss.c))
+    batch = loss.excess(gradient_descent(loss, best_lr(loss.h), epochs))
+    stochastic = loss.excess(sgd(big_x, big_y, lr, epochs, bias=bias, seed=seed))
+    return BatchVsStochastic(len(big_x), batch / start, stochastic / start)

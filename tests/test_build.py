@@ -86,8 +86,8 @@ def make_course(root: Path) -> Path:
         slide(hidden_code(), "subslide"),
         slide(new_markdown_cell("Say why the step size matters."), "notes"),
         slide(new_markdown_cell("$$\\nabla f(x) = 2x$$"), "fragment"),
-        slide(new_markdown_cell("The answer is 42."), "subslide"),
-        slide(check_cell('stated(6 * 7, "42")  # check_cell_marker'), "skip"),
+        slide(new_markdown_cell("The figure shows 5 points."), "subslide"),
+        slide(check_cell('stated(n_points, "5")  # check_cell_marker'), "skip"),
     )
     (root / "notebooks" / "week1" / "figures").mkdir()
     (root / "notebooks" / "week1" / "figures" / "dot.png").write_bytes(PNG)
@@ -179,14 +179,14 @@ def test_remove_input_tag_hides_the_code_but_keeps_its_output(built):
 
 @needs_assets
 def test_check_cells_run_against_the_prose_and_never_reach_the_slides(built):
-    """The build passed, so the check cell's stated() found "42" computed and in the prose."""
+    """The build passed, so the check cell's stated() found "5" computed and in the prose."""
     root, out, status, stdout = built
     assert status == 0, stdout
     executed = nbformat.read(out / "notebooks" / "week1" / "lecture.ipynb", as_version=4)
     ran = [c for c in executed.cells if "check" in c.metadata.get("tags", [])]
     assert ran and ran[0].execution_count is not None  # executed like any other cell
     deck = (out / "slides" / "week1" / "lecture.slides.html").read_text()
-    assert "check_cell_marker" not in deck and "The answer is 42" in deck
+    assert "check_cell_marker" not in deck and "The figure shows 5 points" in deck
 
 
 @needs_assets
@@ -261,7 +261,8 @@ def test_failing_notebook_names_the_cell_and_the_rest_still_builds(tmp_path):
 
 
 def test_parameters_override_and_only(tmp_path, capsys):
-    """Does -p replace the `parameters` cell, and --only leave other notebooks alone?"""
+    """Does -p replace the `parameters` cell, and --only leave other notebooks alone? The check
+    cell, which confirms the prose's "5 points" of the default run, is left out."""
     make_course(tmp_path)
     status = main(
         [
@@ -278,6 +279,9 @@ def test_parameters_override_and_only(tmp_path, capsys):
     assert status == 0, capsys.readouterr()
     executed = tmp_path / "build" / "notebooks" / "week1" / "lecture.ipynb"
     assert any("points: 7" in o.get("text", "") for o in outputs(executed))
+    cells = nbformat.read(executed, as_version=4).cells
+    assert not [c for c in cells if "check" in c.metadata.get("tags", [])]
+    assert [p.name for p in executed.parent.iterdir()] == ["lecture.ipynb"]  # no copy left
     assert not (tmp_path / "build" / "solutions").exists()
 
 

@@ -9,6 +9,7 @@ import nbformat
 from nbconvert import SlidesExporter
 from traitlets.config import Config
 
+from .. import claims
 from . import assets
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -17,11 +18,10 @@ THEME = "white"  # reveal.js themes such as "simple" (nbconvert's default) @impo
 # Cell tags a lecture uses to keep code off its slides while keeping the figure it draws.
 # "check" marks a check cell: it asserts the numbers the prose states (coursekit.claims) and
 # runs wherever the notebook runs, but the audience never sees it.
-CHECK_TAG = "check"
 HIDE_TAGS = Config({"TagRemovePreprocessor": {
     "enabled": True,
     "remove_input_tags": ["remove-input"],
-    "remove_cell_tags": ["remove-cell", CHECK_TAG],
+    "remove_cell_tags": ["remove-cell", claims.CHECK_TAG],
     "remove_all_outputs_tags": ["remove-output"],
 }})
 
