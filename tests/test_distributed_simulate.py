@@ -8,6 +8,7 @@ hand-derived closed forms, and eigenvalues of full matrices.
 import math
 
 import matplotlib
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -27,10 +28,17 @@ from coursekit.distributed.stability import (
     admm_sub_maps,
     easgd_mode_maps,
     easgd_period_map,
+    easgd_round_robin_map,
+    easgd_round_robin_radius,
+    easgd_turn_map,
     plot_admm_stability,
+    plot_round_robin_boundary,
     plot_stability_map,
+    round_robin_boundary,
+    schedule_growth,
     spectral_radius,
     stability_map,
+    stable_fraction,
 )
 from coursekit.ensembles import minibatches
 
@@ -320,4 +328,89 @@ def test_admm_sweep_and_figure():
     )
     fig = plot_admm_stability(etas, rhos)
     assert len([ax for ax in fig.axes if ax.get_title()]) == 2
+    matplotlib.pyplot.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# EASGD, round robin; stable_fraction
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_turn_is_the_one_worker_one_step_map_on_its_pair():
+    """Is worker i's turn the simulator's p = 1, tau = 1 period map on (x_i, center), and the
+    identity on the other workers?"""
+    eta, alpha, p = 0.7, 0.35, 4
+    pair = easgd_period_map(eta, alpha, tau=1, p=1)  # built by simulate_easgd_quadratic
+    for i in range(p):
+        turn = easgd_turn_map(eta, alpha, p, i)
+        index = torch.tensor([i, p])
+        torch.testing.assert_close(turn[index][:, index], pair, rtol=0, atol=1e-15)
+        others = [j for j in range(p) if j != i]
+        torch.testing.assert_close(turn[others], torch.eye(p + 1, dtype=f64)[others])
+
+
+def test_batched_turn_and_round_maps_equal_one_at_a_time():
+    etas = torch.tensor([0.1, 0.9, 1.7], dtype=f64)
+    alphas = torch.tensor([0.3, 0.1, 0.2], dtype=f64)
+    batched = easgd_round_robin_map(etas, alphas, 3, order=[2, 0, 1], h=[1.0, 0.5, 2.0])
+    assert batched.shape == (3, 4, 4)
+    for k in range(3):
+        one = easgd_round_robin_map(etas[k], alphas[k], 3, order=[2, 0, 1], h=[1.0, 0.5, 2.0])
+        torch.testing.assert_close(batched[k], one)
+    radius = easgd_round_robin_radius(etas, alphas, p=3)
+    assert radius.shape == (3, 3)  # rows alpha, columns eta
+    torch.testing.assert_close(radius[1, 2], spectral_radius(easgd_round_robin_map(1.7, 0.1, 3)))
+
+
+def test_round_robin_arguments_are_checked():
+    with pytest.raises(ValueError, match="worker"):
+        easgd_turn_map(0.1, 0.1, 3, 3)
+    with pytest.raises(ValueError, match="order"):
+        easgd_round_robin_map(0.1, 0.1, 3, order=[0, 0, 1])
+    with pytest.raises(ValueError, match="h"):
+        easgd_round_robin_map(0.1, 0.1, 3, h=[1.0, 2.0])
+    with pytest.raises(ValueError, match="orders"):
+        schedule_growth([easgd_turn_map(0.1, 0.1, 1, 0)], [])
+    with pytest.raises(ValueError, match="points"):
+        stable_fraction(tau=1, p=1, points=2)
+    with pytest.raises(ValueError, match="rows"):
+        plot_stability_map(torch.zeros(3, dtype=f64), torch.zeros(3, dtype=f64), rows="eta")
+
+
+def test_round_robin_boundary_is_nan_where_every_alpha_contracts():
+    """Below the curve every round contracts: a grid of alphas under it finds no boundary."""
+    etas = torch.tensor([0.5, 1.0], dtype=f64)
+    boundary = round_robin_boundary(etas, p=2, alphas=torch.linspace(0, 0.5, 51, dtype=f64))
+    assert torch.isnan(boundary).all()
+
+
+def test_schedule_growth_of_one_turn_repeated_is_its_radius():
+    """p = 1: every round is the symmetric 2 x 2 map M. From a unit start with component c on
+    M's top eigenvector (radius r, both from numpy's eigh), |M^n v| lies in [|c| r^n, r^n],
+    so the mean growth per round lies in [|c|^(1/n) r, r]."""
+    eta, alpha, rounds = 0.4, 0.3, 400
+    turn = easgd_turn_map(eta, alpha, 1, 0)
+    values, vectors = np.linalg.eigh(turn.numpy())
+    top = np.abs(values).argmax()
+    start = torch.tensor([1.0, 0.0], dtype=f64)
+    c, r = abs(vectors[0, top]), abs(values[top])
+    growth = schedule_growth([turn], [[0]] * rounds, start=start)
+    assert c ** (1 / rounds) * r * (1 - 1e-12) <= growth <= r * (1 + 1e-12)
+
+
+def test_stable_fraction_counts_the_inner_points_of_the_stability_map():
+    axis = torch.linspace(0, 2, 21, dtype=f64)
+    radius = stability_map(axis, axis, tau=3, p=10)[1:-1, 1:-1]
+    assert stable_fraction(tau=3, p=10, points=21) == (radius < 1).double().mean().item()
+
+
+def test_plot_stability_map_rows_tau_and_the_round_robin_figure_draw():
+    axis = torch.linspace(0, 2, 11, dtype=f64)
+    fig = plot_stability_map(axis, axis, taus=(1, 10), ps=(1, 10, 100), rows="tau")
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert len(panels) == 6 and panels[1].get_title() == r"$\tau=1$, $p=10$"
+    matplotlib.pyplot.close(fig)
+    etas = torch.linspace(0.1, 1.9, 5, dtype=f64)
+    fig = plot_round_robin_boundary(etas, {p: round_robin_boundary(etas, p=p) for p in (1, 2)})
+    assert len(fig.axes[0].get_lines()) == 3  # two p and the zero line
     matplotlib.pyplot.close(fig)

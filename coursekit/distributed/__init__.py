@@ -5,7 +5,8 @@
 - `sync`: synchronous all-reduce SGD (by hand and through DDP), local SGD, EASGD.
 - `asynchronous`: asynchronous EASGD, EAMSGD and Downpour with a parameter server on rank 0.
 - `simulate`: p workers as one ``[p, d]`` tensor, for quadratics and least squares.
-- `stability`: EASGD's stability map and ADMM's round-robin instability.
+- `stability`: EASGD's stability map (synchronous and round robin) and ADMM's round-robin
+  instability.
 - `train`: the training script, ``torchrun ... -m coursekit.distributed.train`` (not imported
   here, so that ``python -m`` runs it without a warning).
 """
@@ -36,9 +37,15 @@ from .simulate import (
 from .stability import (
     admm_spectral_radius,
     easgd_mode_maps,
+    easgd_round_robin_map,
+    easgd_turn_map,
+    order_radii,
     plot_admm_stability,
+    plot_round_robin_boundary,
     plot_stability_map,
+    schedule_growth,
     stability_map,
+    stable_fraction,
 )
 from .sync import DDP, EASGD, Algorithm, AllReduceSGD, LocalSGD, run, train_step
 
@@ -53,17 +60,22 @@ __all__ = [
     "all_reduce",
     "broadcast",
     "easgd_mode_maps",
+    "easgd_round_robin_map",
+    "easgd_turn_map",
     "init",
     "irecv",
     "isend",
     "launch",
     "load_checkpoint",
+    "order_radii",
     "plot_admm_stability",
+    "plot_round_robin_boundary",
     "plot_stability_map",
     "recv",
     "run",
     "run_async",
     "save_checkpoint",
+    "schedule_growth",
     "send",
     "shutdown",
     "simulate_admm_round_robin",
@@ -72,6 +84,7 @@ __all__ = [
     "simulate_easgd_quadratic",
     "simulate_local_sgd",
     "stability_map",
+    "stable_fraction",
     "stats",
     "train_step",
 ]

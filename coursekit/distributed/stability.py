@@ -1,6 +1,6 @@
 r"""When do EASGD and round-robin ADMM converge on a quadratic? Spectral radii of their linear maps.
 
-On the noiseless quadratic :math:`f(x) = \tfrac{h}{2} x^2` every algorithm of lecture 5 is a
+On the noiseless quadratic :math:`f(x) = \tfrac{h}{2} x^2` every algorithm of lecture 8 is a
 linear map of its state; the iteration converges from every start iff the map's spectral
 radius (largest eigenvalue modulus) is below 1, and the radius is the rate per application.
 
@@ -51,17 +51,54 @@ paper's equations (10)-(12). The round-robin map is
 :math:`F = F^p_3 F^p_2 F^p_1 \cdots F^1_3 F^1_2 F^1_1`. Each worker's own
 :math:`F^i_3 F^i_2 F^i_1` can be stable while the composition of these non-symmetric maps is
 not: at :math:`\eta = 0.001, \rho = 2.5` the radius is about 1.0010 for p = 3 and 1.0023 for
-p = 8, so ADMM diverges exponentially. (EASGD's round-robin maps are symmetric, and its
-condition does not depend on p.)
+p = 8, so ADMM diverges exponentially.
+
+**EASGD, round robin** (the asynchronous scheme with one worker at a time, as for ADMM above).
+Worker i's turn moves only :math:`(x_i, \tilde x)`, from their old values:
+
+.. math::
+    x_i' = (1 - \eta h_i - \alpha) x_i + \alpha \tilde x, \qquad
+    \tilde x' = \alpha x_i + (1 - \alpha) \tilde x ,
+
+the others hold. On its pair this is the symmetric p = 1, :math:`\tau = 1` map, whose
+eigenvalues lie in (-1, 1) iff :math:`0 < \eta h_i < 2` and
+:math:`0 < \alpha < (4 - 2\eta h_i)/(4 - \eta h_i)` ("the curve"). (Seed 000's Algorithm 1
+takes the gradient step after the spring instead; the order argument below holds for that
+turn too, since it only needs each turn to move :math:`(x_i, \tilde x)` alone.) What follows for a round
+:math:`R = F_{\sigma(p)} \cdots F_{\sigma(1)}` (order :math:`\sigma`), with
+:math:`a_i = 1 - \eta h_i - \alpha`:
+
+* its characteristic polynomial is
+  :math:`\lambda \prod_i (\lambda - a_i) - \prod_i \big((1 - \alpha)(\lambda - a_i) + \alpha^2\big)`
+  (eliminate :math:`x_i = \alpha \tilde x_{\text{before}} / (\lambda - a_i)` turn by turn:
+  the center is multiplied by :math:`1 - \alpha + \alpha^2 / (\lambda - a_i)` at turn i, and
+  must come back multiplied by :math:`\lambda`). It is symmetric in the workers, so **the
+  spectrum of a round does not depend on the order**, even with different curvatures
+  :math:`h_i`. (Round-robin ADMM's radius does not depend on the order either: the order is
+  not what separates the two.)
+* below the curve every turn contracts its pair and leaves the rest, in the Euclidean norm,
+  so every sequence of turns is non-expansive and every stretch in which each worker takes a
+  turn contracts: **any schedule converges**, also one whose order changes from round to round.
+* on the curve (equal curvatures) the polynomial at :math:`\lambda = -1` is
+  :math:`-u^p (1 + (-1)^p)`, :math:`u = \eta + \alpha - 2`: for odd p a round reaches the
+  eigenvalue -1 exactly there, so the curve is the exact condition; for even p a fixed-order
+  round still contracts in a thin band above it (`round_robin_boundary`), where the schedule
+  matters: with a random order per round the state can grow (`schedule_growth`). The curve is
+  sufficient for every p and every schedule.
 
     radius = stability_map(torch.linspace(0, 2, 101), torch.linspace(0, 2, 101), tau=10, p=100)
+    share = stable_fraction(tau=1, p=1)     # near 1 - ln 2, the exact share of the square
     fig = plot_stability_map()              # seed's grid: rows p, columns tau
     fig = plot_admm_stability()             # seed's figure 1
+    turns = [easgd_turn_map(0.5, 0.3, 4, i) for i in range(4)]
+    order_radii(turns)                      # 24 equal radii, one per order
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+import math
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import torch
@@ -82,10 +119,18 @@ __all__ = [
     "admm_sub_maps",
     "easgd_mode_maps",
     "easgd_period_map",
+    "easgd_round_robin_map",
+    "easgd_round_robin_radius",
+    "easgd_turn_map",
+    "order_radii",
     "plot_admm_stability",
+    "plot_round_robin_boundary",
     "plot_stability_map",
+    "round_robin_boundary",
+    "schedule_growth",
     "spectral_radius",
     "stability_map",
+    "stable_fraction",
 ]
 
 
@@ -136,6 +181,24 @@ def stability_map(
     if p > 1:
         radius = torch.maximum(radius, difference.abs())
     return radius
+
+
+def stable_fraction(*, tau: int, p: int, points: int = 101, h: float = 1.0) -> float:
+    r"""Share of the open square :math:`0 < \eta, \beta < 2` where one period contracts.
+
+    Counted on the ``points`` x ``points`` uniform grid of :math:`[0, 2]^2` that
+    `plot_stability_map` draws, without its edges (the radius is at least 1 on
+    :math:`\eta = 0` and :math:`\beta = 0`): the share of the :math:`(points - 2)^2` inner
+    points where `stability_map` is below 1. For p = 1, :math:`\tau = 1` the stable set is
+    :math:`\alpha < (4 - 2\eta)/(4 - \eta)` (module docstring), of area
+    :math:`\int_0^2 (2 - \tfrac{4}{4 - \eta})\, d\eta = 4 - 4\ln 2`: a share
+    :math:`1 - \ln 2 \approx 0.307` of the square, which the grid approaches as it refines.
+    """
+    if points < 3:
+        raise ValueError(f"Invalid points: {points} (must be >= 3)")
+    axis = torch.linspace(0, 2, points, dtype=torch.float64)
+    radius = stability_map(axis, axis, tau=tau, p=p, h=h)[1:-1, 1:-1]
+    return (radius < 1).double().mean().item()
 
 
 def _radius_2x2(m: Tensor) -> Tensor:
@@ -252,6 +315,135 @@ def _admm_sub_maps_simulated(eta: float, rho: float, p: int, worker: int) -> lis
 
 
 # ---------------------------------------------------------------------------------------------
+# EASGD in the round-robin scheme: one worker's turn at a time.
+# ---------------------------------------------------------------------------------------------
+
+
+def easgd_turn_map(
+    eta: Tensor | float, alpha: Tensor | float, p: int, worker: int, *, h: float = 1.0
+) -> Tensor:
+    r"""Worker i's turn of round-robin EASGD as a matrix (..., p + 1, p + 1).
+
+    State order :math:`(x_1, \dots, x_p, \tilde x)`; worker i has curvature ``h``:
+    :math:`x_i' = (1 - \eta h - \alpha) x_i + \alpha \tilde x`,
+    :math:`\tilde x' = \alpha x_i + (1 - \alpha) \tilde x`, every other row the identity.
+    """
+    _check_tau_p(1, p)
+    if not 0 <= worker < p:
+        raise ValueError(f"Invalid worker: {worker} (must be in [0, {p}))")
+    eta, alpha = torch.broadcast_tensors(*_as_float64(eta, alpha))
+    n = p + 1
+    turn = torch.eye(n, dtype=torch.float64, device=eta.device).expand(*eta.shape, n, n).clone()
+    turn[..., worker, worker] = 1.0 - eta * h - alpha
+    turn[..., worker, p] = alpha
+    turn[..., p, worker] = alpha
+    turn[..., p, p] = 1.0 - alpha
+    return turn
+
+
+def easgd_round_robin_map(
+    eta: Tensor | float, alpha: Tensor | float, p: int, *,
+    order: Sequence[int] | None = None, h: float | Sequence[float] = 1.0,
+) -> Tensor:
+    r"""One round, every worker one turn in ``order`` (default 0, 1, ..., p - 1).
+
+    Returns :math:`F_{\sigma(p)} \cdots F_{\sigma(1)}` (..., p + 1, p + 1) of `easgd_turn_map`;
+    ``h`` is one curvature for all workers or one per worker.
+    """
+    _check_tau_p(1, p)
+    order = list(range(p)) if order is None else list(order)
+    if sorted(order) != list(range(p)):
+        raise ValueError(f"Invalid order: {order} (must be a permutation of 0..{p - 1})")
+    curvatures = [float(h)] * p if isinstance(h, (int, float)) else [float(v) for v in h]
+    if len(curvatures) != p:
+        raise ValueError(f"Invalid h: {h} (one curvature, or one per worker: {p})")
+    return _compose([easgd_turn_map(eta, alpha, p, i, h=curvatures[i]) for i in order])
+
+
+def easgd_round_robin_radius(
+    etas: Tensor, alphas: Tensor, *, p: int, h: float | Sequence[float] = 1.0
+) -> Tensor:
+    """Spectral radius of one round in the order 0..p-1, ``(len(alphas), len(etas))``.
+
+    Rows alpha, columns eta, as `stability_map`; the order does not change it (module docstring).
+    """
+    return spectral_radius(easgd_round_robin_map(etas[None, :], alphas[:, None], p, h=h))
+
+
+def round_robin_boundary(
+    etas: Tensor, *, p: int, alphas: Tensor | None = None, h: float = 1.0, refine: int = 20
+) -> Tensor:
+    r"""For each :math:`\eta`, the smallest :math:`\alpha > 0` where a round stops contracting.
+
+    First the grid ``alphas`` (default 401 points on [0, 2]) is searched for the first
+    :math:`\alpha > 0` with radius >= 1; then ``refine`` bisection steps between it and the
+    grid point before narrow it down (the stable set is an interval :math:`(0, \alpha^*)` for
+    each :math:`\eta` on the grids we use; the tests check it). NaN where every grid
+    :math:`\alpha` contracts. For p = 1 it is the curve :math:`(4 - 2\eta h)/(4 - \eta h)`.
+    """
+    if alphas is None:
+        alphas = torch.linspace(0, 2, 401, dtype=torch.float64, device=etas.device)
+    alphas = alphas[alphas > 0]
+    unstable = easgd_round_robin_radius(etas, alphas, p=p, h=h) >= 1  # (A, E)
+    first = unstable.double().argmax(dim=0)  # the first True in each column (0 if none)
+    high = alphas[first].clone()
+    low = torch.where(first > 0, alphas[(first - 1).clamp(min=0)], torch.zeros_like(high))
+    for _ in range(refine):
+        middle = (low + high) / 2
+        stops = spectral_radius(easgd_round_robin_map(etas, middle, p, h=h)) >= 1
+        high, low = torch.where(stops, middle, high), torch.where(stops, low, middle)
+    high[~unstable.any(dim=0)] = math.nan
+    return high
+
+
+def order_radii(turns: Sequence[Tensor]) -> Tensor:
+    """Spectral radius of one round for every order of the p turns, ``(..., p!)``.
+
+    ``turns[i]`` is worker i's turn (..., n, n), e.g. `easgd_turn_map` or ADMM's
+    ``F3 @ F2 @ F1`` from `admm_sub_maps`; the orders are those of ``itertools.permutations``.
+    """
+    return torch.stack(
+        [spectral_radius(_compose([turns[i] for i in order]))
+         for order in itertools.permutations(range(len(turns)))],
+        dim=-1,
+    )
+
+
+def schedule_growth(
+    turns: Sequence[Tensor], orders: Sequence[Sequence[int]], *, start: Tensor | None = None
+) -> float:
+    r"""Mean growth factor per round of the state's norm when round k takes turns ``orders[k]``.
+
+    The geometric mean over the rounds of :math:`\|s_{k+1}\| / \|s_k\|` (the state is rescaled
+    after each round, so nothing overflows). For one fixed order repeated it tends to that
+    round's spectral radius; with orders that change it is the growth of that schedule.
+    ``start`` defaults to a seeded random vector (a symmetric start can miss a mode).
+    """
+    if not orders:
+        raise ValueError("Invalid orders: empty (need at least one round)")
+    n = turns[0].shape[-1]
+    if start is None:
+        start = torch.randn(n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    state = start / start.norm()
+    log_growth = 0.0
+    for order in orders:
+        for i in order:
+            state = turns[i] @ state
+        norm = state.norm()
+        log_growth += math.log(norm.item())
+        state = state / norm
+    return math.exp(log_growth / len(orders))
+
+
+def _compose(maps: Sequence[Tensor]) -> Tensor:
+    # maps[0] acts first: the product maps[-1] @ ... @ maps[0]
+    result = maps[0]
+    for m in maps[1:]:
+        result = m @ result
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
 # Figures.
 # ---------------------------------------------------------------------------------------------
 
@@ -263,8 +455,11 @@ def plot_stability_map(
     taus: Sequence[int] = (1, 10, 100),
     ps: Sequence[int] = (1, 10, 100, 1000),
     h: float = 1.0,
+    rows: str = "p",
 ) -> Figure:
     r"""The seed's grid of EASGD stability maps: one panel per (p, tau), rows p, columns tau.
+
+    ``rows="tau"`` transposes the grid (rows tau, columns p), which fits a wide slide better.
 
     Each panel colours the spectral radius of one period over :math:`\eta \in [0, 2]` (x) and
     :math:`\beta = p\alpha \in [0, 2]` (y) on :math:`f = x^2/2`, blue where it converges (< 1)
@@ -286,16 +481,20 @@ def plot_stability_map(
       elastic exchange; only small :math:`\eta` (where that factor is near 1) keeps an
       unstable corner at large :math:`\beta` (visible at p = 1 and 10, :math:`\tau = 10`).
     """
+    if rows not in ("p", "tau"):
+        raise ValueError(f"Invalid rows: {rows!r} (must be 'p' or 'tau')")
     etas = torch.linspace(0, 2, 101, dtype=torch.float64) if etas is None else etas
     betas = torch.linspace(0, 2, 101, dtype=torch.float64) if betas is None else betas
+    n_rows, n_cols = (len(ps), len(taus)) if rows == "p" else (len(taus), len(ps))
     fig, axes = plt.subplots(
-        len(ps), len(taus), figsize=(3.2 * len(taus), 2.6 * len(ps)),
+        n_rows, n_cols, figsize=(3.2 * n_cols, 2.6 * n_rows),
         sharex=True, sharey=True, squeeze=False, layout="constrained",
     )
     norm = TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=2.0)
     x, y = etas.cpu().numpy(), betas.cpu().numpy()
-    for row, p in enumerate(ps):
-        for col, tau in enumerate(taus):
+    for i, p in enumerate(ps):
+        for j, tau in enumerate(taus):
+            row, col = (i, j) if rows == "p" else (j, i)
             ax = axes[row, col]
             radius = stability_map(etas, betas, tau=tau, p=p, h=h).clamp(max=2.0).cpu().numpy()
             image = ax.pcolormesh(x, y, radius, cmap="RdBu_r", norm=norm, shading="auto")
@@ -304,7 +503,7 @@ def plot_stability_map(
             inside = radius[1:-1, 1:-1]
             ax.contour(x[1:-1], y[1:-1], inside, levels=[1.0], colors="black", linewidths=1.0)
             ax.set_title(rf"$\tau={tau}$, $p={p}$")
-            if row == len(ps) - 1:
+            if row == n_rows - 1:
                 ax.set_xlabel(r"step size $\eta$")
             if col == 0:
                 ax.set_ylabel(r"$\beta = p\alpha$")
@@ -340,6 +539,32 @@ def plot_admm_stability(
         ax.set_xlabel(r"$\rho$")
         ax.set_ylabel(r"step size $\eta$")
         fig.colorbar(image, ax=ax, label="largest |eigenvalue| of one round")
+    return fig
+
+
+def plot_round_robin_boundary(etas: Tensor, boundaries: Mapping[int, Tensor]) -> Figure:
+    r"""Round-robin EASGD: how far above the curve :math:`(4 - 2\eta)/(4 - \eta)` a round contracts.
+
+    ``boundaries[p]`` is `round_robin_boundary` ``(etas, p=p)``; the figure shows it minus the
+    curve against :math:`\eta`: zero for odd p (markers), where the curve is exact; positive for
+    even p (lines), where a fixed-order round still contracts although each turn alone does not.
+    """
+    curve = (4 - 2 * etas) / (4 - etas)
+    x = etas.cpu().numpy()
+    fig, ax = plt.subplots(figsize=(10, 5), layout="constrained")
+    markers = iter("ox+^v<>")  # hollow circles first, so that the next markers show inside
+    for p, boundary in boundaries.items():
+        excess = (boundary - curve).cpu().numpy()
+        if p % 2:
+            ax.plot(x, excess, linestyle="none", marker=next(markers), markersize=7,
+                    markerfacecolor="none", label=f"p = {p}")
+        else:
+            ax.plot(x, excess, label=f"p = {p}")
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xlabel(r"step size $\eta$")
+    ax.set_ylabel(r"first unstable $\alpha$ minus $(4 - 2\eta)/(4 - \eta)$")
+    ax.set_title("Round-robin EASGD on $f(x) = x^2/2$: where a fixed-order round stops contracting")
+    ax.legend(title="workers")
     return fig
 
 
