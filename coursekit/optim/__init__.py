@@ -1,7 +1,9 @@
 """Reference optimizers: torch.optim's algorithms, written to be read, plus the seeds' textbook forms.
 
-Every class is a `torch.optim.Optimizer` with torch's name, arguments, defaults and state keys,
-equal to torch.optim step for step. Each file holds the algorithm as a per-tensor update that
+Every class with a torch.optim name is a `torch.optim.Optimizer` with torch's arguments, defaults
+and state keys, equal to torch.optim step for step. The textbook forms (`AveragedMomentumSGD`,
+`SutskeverNesterov`, `RpropMinus`: seed 003's Rprop, which moves after a sign flip) differ from
+torch on purpose; `feed_gradients` and `adamax_step_bound` serve lecture 4. Each file holds the algorithm as a per-tensor update that
 reads like its equations (`foreach=False`) and a multi-tensor `torch._foreach_*` path
 (`foreach=None` or `True`, the default). `fused=True` compiles the per-tensor update with
 torch.compile into one kernel per step (`_fused.py`: when it pays, how it is cached).
@@ -15,7 +17,13 @@ from .rmsprop import RMSprop
 from .rprop import Rprop
 from .schedules import inverse_decay, inverse_sqrt_decay, linear_scaling_warmup
 from .sgd import SGD
-from .textbook import AveragedMomentumSGD, SutskeverNesterov
+from .textbook import (
+    AveragedMomentumSGD,
+    RpropMinus,
+    SutskeverNesterov,
+    adamax_step_bound,
+    feed_gradients,
+)
 
 __all__ = [
     "SGD",
@@ -28,6 +36,9 @@ __all__ = [
     "Adamax",
     "AveragedMomentumSGD",
     "SutskeverNesterov",
+    "RpropMinus",
+    "feed_gradients",
+    "adamax_step_bound",
     "inverse_decay",
     "inverse_sqrt_decay",
     "linear_scaling_warmup",

@@ -14,7 +14,8 @@ elementwise:
 with :math:`\delta_0 = ` `lr`. After a sign flip the weight does not move and the stored gradient
 is set to zero, so the next step neither grows nor shrinks :math:`\delta`. Only the sign of the
 gradient is used: this is why Rprop fails with minibatches (nine gradients of +0.1 and one of
--0.9 average to zero, yet Rprop moves the weight by about eight steps; seed 003).
+-0.9 average to zero, yet this variant moves the weight nine steps per epoch; seed 003's rule,
+which also moves after a flip, eight: `coursekit.optim.textbook.RpropMinus`).
 """
 
 from __future__ import annotations
