@@ -15,7 +15,9 @@ the outliers of the spectrum (`top_eigenvalues`), its sum :math:`\mathrm{tr}\, H
 (:math:`\nabla L = 0`) the number of negative eigenvalues, the *index* (`index`), says what kind
 of point it is: 0 for a minimum, between 1 and :math:`n - 1` for a saddle (seed 001: at a random
 critical point of a large network almost all are saddles). `find_critical_point` searches for
-such points, saddles included, by minimising :math:`\tfrac12 \|\nabla L\|^2`.
+such points, saddles included, by minimising :math:`\tfrac12 \|\nabla L\|^2`;
+`newton_critical_point` does it on small models by damped Newton steps, and
+`smallest_eigenvalues` finds directions of negative curvature.
 
 Tensors that live in parameter space (vectors, eigenvectors) and returned eigenvalues and
 densities take the model's device and dtype; inputs are moved there. Random numbers come from
@@ -55,6 +57,8 @@ __all__ = [
     "hutchinson_trace",
     "hvp",
     "index",
+    "newton_critical_point",
+    "smallest_eigenvalues",
     "spectral_density",
     "top_eigenvalues",
 ]
@@ -417,6 +421,42 @@ def top_eigenvalues(
     return values[order].to(like), vectors[:, order].to(like)
 
 
+def smallest_eigenvalues(
+    model: nn.Module,
+    loss_fn: LossFn,
+    k: int = 1,
+    *,
+    tol: float = 1e-6,
+    max_iter: int | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    r"""The k smallest (most negative) eigenvalues of the Hessian and their eigenvectors.
+
+    .. math::
+        \lambda_{n-i+1}(H) = -\lambda_i(-H), \qquad i = 1, \dots, k
+
+    `top_eigenvalues` (Lanczos) of the negated loss, negated back: a negative value is a
+    direction of negative curvature, so a point where the gradient is (nearly) zero and the
+    smallest eigenvalue is negative is not a minimum. The smallest eigenvalues of a network's
+    Hessian usually sit at the edge of the dense bulk near zero, where Lanczos converges more
+    slowly than for the outliers at the top (Ghorbani, Krishnan & Xiao 2019).
+
+    Args:
+        k, tol, max_iter, generator: as for `top_eigenvalues` (method "lanczos").
+
+    Returns:
+        ``(values, vectors)``: values ``(k,)`` ascending, vectors ``(n, k)`` as columns.
+    """
+
+    def negated(m: nn.Module) -> Tensor:
+        return -loss_fn(m)
+
+    values, vectors = top_eigenvalues(
+        model, negated, k, tol=tol, max_iter=max_iter, generator=generator
+    )
+    return -values, vectors
+
+
 # --- Trace and spectral density --------------------------------------------------------------
 
 
@@ -735,6 +775,100 @@ def find_critical_point(
         loss=loss.item(),
         grad_norm=grad_norm,
         index=point_index,
+        eigenvalues=eigenvalues,
+        steps=taken,
+        converged=grad_norm <= grad_tol,
+    )
+
+
+def newton_critical_point(
+    model: nn.Module,
+    loss_fn: LossFn,
+    *,
+    steps: int = 100,
+    grad_tol: float = 1e-10,
+    tol: float | None = None,
+    max_params: int = 5000,
+) -> CriticalPoint:
+    r"""Search for a critical point near the start, of any index, by damped Newton steps.
+
+    Newton's method for the equation :math:`\nabla L(\theta) = 0`, damped as Levenberg and
+    Marquardt do so that every step lowers :math:`\psi = \tfrac12 \|\nabla L\|^2`:
+
+    .. math::
+        \theta \leftarrow \theta - (H^2 + \mu \rho^2 I)^{-1} H\, g, \qquad
+        g = \nabla L(\theta), \quad \rho = \max_i |\lambda_i(H)|
+
+    computed from the eigendecomposition :math:`H = Q \Lambda Q^\top` as
+    :math:`-Q\, \mathrm{diag}(\lambda_i / (\lambda_i^2 + \mu\rho^2))\, Q^\top g`. A step
+    that lowers :math:`\psi` is taken and :math:`\mu` divided by 4; otherwise :math:`\mu` is
+    multiplied by 4 and the step retried. As :math:`\mu \to 0` this is Newton's step
+    :math:`-H^{+} g` (zero along flat directions, as on a valley of critical points), which
+    converges quadratically; large :math:`\mu` gives short steps along
+    :math:`-H g = -\nabla\psi`. Unlike gradient descent on :math:`L`, Newton's method is
+    attracted to saddles as much as to minima (Dauphin et al. 2014): it finds the critical
+    point of any index near its start. Like `find_critical_point` it can also stop at a local
+    minimum of :math:`\psi` that is not a critical point (:math:`Hg = 0`, :math:`g \ne 0`);
+    ``converged`` tells. Each step forms the dense Hessian: small models only.
+
+    The model's parameters are changed in place and stay at the point found.
+
+    Args:
+        steps: at most this many Hessians (accepted steps), ``>= 1``.
+        grad_tol: stop once :math:`\|\nabla L\| \le` ``grad_tol``.
+        tol: passed to `index` to classify the point found.
+        max_params: the largest model accepted (the Hessian has ``n * n`` entries).
+    """
+    _check_int("steps", steps, 1)
+    _check_positive("grad_tol", grad_tol)
+    _check_tol_or_none(tol)
+    _check_int("max_params", max_params, 1)
+    params = _trainable(model)
+    n = sum(p.numel() for p in params)
+    if n > max_params:
+        raise ValueError(
+            f"the model has {n} parameters, more than max_params={max_params}; "
+            "use find_critical_point, which needs only Hessian-vector products"
+        )
+
+    def loss_and_grad() -> tuple[float, Tensor]:
+        with torch.enable_grad():
+            loss = _loss(model, loss_fn)
+            return loss.item(), _flatten(_grad(loss, params)).detach()
+
+    def assign(theta: Tensor) -> None:
+        with torch.no_grad():
+            for p, value in zip(params, _unflatten(theta, params)):
+                p.copy_(value)
+
+    loss, g = loss_and_grad()
+    psi = 0.5 * torch.dot(g, g).item()
+    mu, taken = 1e-3, 0
+    while math.sqrt(2.0 * psi) > grad_tol and taken < steps:
+        values, vectors = torch.linalg.eigh(hessian(model, loss_fn, max_params=max_params))
+        rho2 = values.abs().max().item() ** 2 or 1.0
+        g_eig = vectors.T @ g  # the gradient in the Hessian's eigenbasis
+        theta = _flatten([p.detach() for p in params]).clone()
+        while mu <= 1e12:  # past this, the step is far below rounding: a minimum of psi
+            assign(theta - vectors @ (values / (values.square() + mu * rho2) * g_eig))
+            trial_loss, trial_g = loss_and_grad()
+            trial_psi = 0.5 * torch.dot(trial_g, trial_g).item()
+            if trial_psi < psi:
+                loss, g, psi = trial_loss, trial_g, trial_psi
+                mu = max(mu / 4.0, 1e-15)
+                break
+            mu *= 4.0
+        else:
+            assign(theta)
+            break
+        taken += 1
+
+    grad_norm = math.sqrt(2.0 * psi)
+    eigenvalues = torch.linalg.eigvalsh(hessian(model, loss_fn, max_params=max_params))
+    return CriticalPoint(
+        loss=loss,
+        grad_norm=grad_norm,
+        index=_count_negative(eigenvalues, tol),
         eigenvalues=eigenvalues,
         steps=taken,
         converged=grad_norm <= grad_tol,

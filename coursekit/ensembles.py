@@ -56,7 +56,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-__all__ = ["Ensemble", "Scores", "evaluate", "minibatches", "train_ensemble"]
+__all__ = [
+    "Ensemble",
+    "Plateau",
+    "Scores",
+    "evaluate",
+    "minibatches",
+    "train_ensemble",
+    "train_to_plateau",
+]
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -266,6 +274,112 @@ def train_ensemble(
         optimizer.step(_closure(ensemble, optimizer, loss_fn, xb, yb, per_model, record))
         history.append(record[-1])
     return torch.stack(history).cpu()
+
+
+@dataclass
+class Plateau:
+    """What `train_to_plateau` did to each model.
+
+    Attributes:
+        losses: the objective of every model before every update, ``(T, K)``; row ``t`` is
+            at the parameters after ``t`` updates.
+        stopped: ``(K,)``, the number of updates after which each model met the criterion
+            (or ``max_steps``); the model holds those parameters.
+        converged: ``(K,)`` bool, whether the criterion was met within ``max_steps``.
+    """
+
+    losses: Tensor
+    stopped: Tensor
+    converged: Tensor
+
+
+def _penalty(ensemble: Ensemble) -> Tensor:
+    """Each model's squared parameter norm, ``(K,)``."""
+    params = [p for p in ensemble.parameters() if p.requires_grad]
+    return sum(p.square().flatten(1).sum(1) for p in params)
+
+
+def train_to_plateau(
+    ensemble: Ensemble,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFn,
+    x: Tensor,
+    y: Tensor,
+    *,
+    rel_tol: float = 1e-3,
+    window: int = 20,
+    max_steps: int = 1000,
+    weight_decay: float = 0.0,
+) -> Plateau:
+    r"""Full-batch training of all K models, each until its objective stops improving.
+
+    Model ``k`` minimises :math:`J_k(\theta) = L_k(\theta) + \tfrac{\lambda}{2}
+    \|\theta\|^2`, with :math:`L_k` its mean loss over all of `(x, y)` and
+    :math:`\lambda` = `weight_decay` (the penalty makes minima exist at finite weights when
+    a cross-entropy could otherwise keep falling forever on separable data). With
+    :math:`J_k^{(t)}` the objective after ``t`` updates, model ``k`` is on a plateau at the
+    first ``t >= window`` with
+
+    .. math::
+        J_k^{(t - w)} - J_k^{(t)} < \mathrm{rel\_tol} \cdot |J_k^{(t - w)}|,
+        \qquad w = \mathrm{window},
+
+    that is, the objective improved by less than a fraction `rel_tol` over the last `window`
+    updates. The model is then returned with the parameters it had at that ``t``, exactly as
+    a loop training it alone and stopping there would leave it (the ensemble keeps updating
+    it while others train, and restores it at the end). Training stops when every model has
+    met the criterion, or after `max_steps` updates.
+
+    A plateau is not a proof of a minimum: the gradient may still be small but non-zero, and
+    directions of small negative curvature may remain (`coursekit.curvature.smallest_eigenvalues`
+    finds them). Each update is ``optimizer.step()`` without a closure, after one backward pass
+    of the summed objectives (see the module docstring for the optimizers this keeps exact).
+    """
+    if isinstance(rel_tol, bool) or not isinstance(rel_tol, (int, float)) or not rel_tol > 0:
+        raise ValueError(f"Invalid rel_tol: {rel_tol!r} (must be > 0)")
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"Invalid window: {window!r} (must be an int >= 1)")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+        raise ValueError(f"Invalid max_steps: {max_steps!r} (must be an int >= 1)")
+    if (
+        isinstance(weight_decay, bool)
+        or not isinstance(weight_decay, (int, float))
+        or not (0 <= weight_decay < float("inf"))
+    ):
+        raise ValueError(f"Invalid weight_decay: {weight_decay!r} (must be >= 0)")
+    device = next(ensemble.parameters()).device
+    x, y = x.to(device), y.to(device)
+    params = [p for p in ensemble.parameters() if p.requires_grad]
+    kept = [p.detach().clone() for p in params]  # each model's parameters where it stopped
+    stopped = torch.full((ensemble.k,), -1, dtype=torch.long)
+    history: list[Tensor] = []
+    for t in range(max_steps + 1):
+        optimizer.zero_grad(set_to_none=True)
+        objective = ensemble.losses(loss_fn, x, y)  # (K,)
+        if weight_decay:
+            objective = objective + 0.5 * weight_decay * _penalty(ensemble)
+        history.append(objective.detach().cpu())
+        if t >= window:
+            before, now = history[t - window], history[t]
+            new = (stopped < 0) & (before - now < rel_tol * before.abs())
+            if bool(new.any()):
+                on_device = new.to(device)
+                for saved, p in zip(kept, params):
+                    saved[on_device] = p.detach()[on_device]
+                stopped[new] = t
+        if bool((stopped >= 0).all()) or t == max_steps:
+            break
+        objective.sum().backward()  # the sum: each model gets its own gradient
+        optimizer.step()
+    converged = stopped >= 0
+    still = (~converged).to(device)
+    with torch.no_grad():
+        for saved, p in zip(kept, params):
+            saved[still] = p.detach()[still]
+            p.copy_(saved)
+    stopped[~converged] = max_steps
+    optimizer.zero_grad(set_to_none=True)
+    return Plateau(torch.stack(history), stopped, converged)
 
 
 @dataclass

@@ -321,6 +321,66 @@ def test_find_critical_point_accepts_another_optimizer() -> None:
     assert fast.steps < plain.steps
 
 
+@pytest.mark.parametrize("start", [(0.3, -0.2), (-0.25, -0.4), (0.2, 0.35)])
+def test_newton_critical_point_finds_the_saddle_from_near_the_origin(start) -> None:
+    """Against the closed form: from near w = 0, do Newton steps reach (0, 0), loss 1, with
+    eigenvalues -2 and +2, in a handful of steps (quadratic convergence)?"""
+    model = _OneOneOne(*start)
+    point = curvature.newton_critical_point(model, _one_one_one_loss)
+    assert point.converged and point.grad_norm <= 1e-10 and point.steps <= 10
+    assert abs(model.w1.item()) < 1e-10 and abs(model.w2.item()) < 1e-10
+    assert point.index == 1 and point.loss == pytest.approx(1.0, abs=1e-12)
+    torch.testing.assert_close(
+        point.eigenvalues, torch.tensor([-2.0, 2.0], dtype=F64), rtol=0, atol=1e-9
+    )
+
+
+@pytest.mark.parametrize("start", [(1.1, 0.8), (-0.6, -1.9), (2.2, 0.4)])
+def test_newton_critical_point_lands_on_the_hyperbola_near_it(start) -> None:
+    """Against the closed form: from near w1 w2 = 1, a minimum on the hyperbola whose spectrum
+    is 0 and 2 (w1^2 + w2^2); the flat direction does not stop the pseudo-inverse step."""
+    model = _OneOneOne(*start)
+    point = curvature.newton_critical_point(model, _one_one_one_loss)
+    w1, w2 = model.w1.item(), model.w2.item()
+    assert point.converged and point.index == 0 and point.steps <= 10
+    assert w1 * w2 == pytest.approx(1.0, abs=1e-10)
+    expected = torch.tensor([0.0, 2.0 * (w1**2 + w2**2)], dtype=F64)
+    torch.testing.assert_close(point.eigenvalues, expected, rtol=0, atol=1e-8)
+
+
+def test_newton_critical_point_solves_least_squares() -> None:
+    """Against torch.linalg.lstsq: on a quadratic loss the undamped step is exact, so the
+    search ends at the least-squares solution within a few steps."""
+    model, loss_fn, _ = _least_squares()
+    x = torch.randn(30, 5, generator=_gen(3), dtype=F64)  # the same draws as _least_squares
+    y = torch.randn(30, generator=_gen(4), dtype=F64)
+    point = curvature.newton_critical_point(model, loss_fn, grad_tol=1e-12)
+    assert point.converged and point.index == 0 and point.steps <= 5
+    expected = torch.linalg.lstsq(x, y[:, None]).solution.squeeze(1)
+    torch.testing.assert_close(model.weight.detach().squeeze(0), expected, rtol=0, atol=1e-10)
+
+
+def test_newton_critical_point_finds_saddles_of_a_quadratic() -> None:
+    """Against the closed form: the only critical point of 1/2 w^T A w + b^T w is -A^-1 b,
+    a saddle of index 2 for a spectrum with two negative eigenvalues; Newton goes there."""
+    model = _Quadratic([3.0, 1.0, -0.5, -2.0, 0.7])
+    point = curvature.newton_critical_point(model, _quadratic_loss)
+    expected = -torch.linalg.solve(model.a, model.b)
+    torch.testing.assert_close(model.w.detach(), expected, rtol=0, atol=1e-10)
+    assert point.converged and point.index == 2
+
+
+def test_smallest_eigenvalues_match_eigvalsh() -> None:
+    """Are the k smallest eigenvalues those of the dense reference, ascending, to 1e-6?"""
+    model, loss_fn, flat_loss = _mlp()
+    dense = _reference_hessian(model, flat_loss)
+    expected = torch.linalg.eigvalsh(dense)[:3]
+    values, vectors = curvature.smallest_eigenvalues(model, loss_fn, k=3, generator=_gen())
+    torch.testing.assert_close(values, expected, rtol=1e-6, atol=1e-10)
+    residual = (dense @ vectors - vectors * values).norm(dim=0)
+    assert (residual <= 1e-5 * dense.norm()).all(), residual
+
+
 # --- Trace -----------------------------------------------------------------------------------
 
 
@@ -462,6 +522,12 @@ def _call(name: str, **kwargs):
         ("find_critical_point", dict(grad_tol=-1e-3), "grad_tol"),
         ("find_critical_point", dict(tol=-1.0), "tol"),
         ("find_critical_point", dict(optimizer="sgd"), "optimizer"),
+        ("newton_critical_point", dict(steps=0), "steps"),
+        ("newton_critical_point", dict(grad_tol=0.0), "grad_tol"),
+        ("newton_critical_point", dict(tol=-1.0), "tol"),
+        ("newton_critical_point", dict(max_params=50), "max_params"),
+        ("smallest_eigenvalues", dict(k=0), "k"),
+        ("smallest_eigenvalues", dict(tol=0.0), "tol"),
     ],
 )
 def test_wrong_hyper_parameters_raise_value_error_naming_them(name, kwargs, parameter) -> None:

@@ -8,7 +8,13 @@ import torch.nn.functional as F
 from torch import nn
 
 import coursekit.optim as ck
-from coursekit.ensembles import Ensemble, evaluate, minibatches, train_ensemble
+from coursekit.ensembles import (
+    Ensemble,
+    evaluate,
+    minibatches,
+    train_ensemble,
+    train_to_plateau,
+)
 from coursekit.models import MLP
 from coursekit.training import train
 
@@ -197,6 +203,88 @@ def test_full_batch_training_is_gradient_descent_on_every_model():
     _assert_same_weights(ensemble, references, rtol=1e-12, atol=1e-12)
 
 
+def _plateau_alone(model, make_optimizer, x, y, *, rel_tol, window, max_steps, weight_decay):
+    """The reference: a plain loop training one model full batch on cross-entropy plus the L2
+    penalty, stopping at the first t >= window whose objective improved by less than
+    rel_tol * J(t - window) since t - window. Returns the objectives and the stop."""
+    optimizer = make_optimizer(model.parameters())
+    objectives = []
+    for t in range(max_steps + 1):
+        optimizer.zero_grad()
+        penalty = sum((p * p).sum() for p in model.parameters())
+        objective = F.cross_entropy(model(x), y) + weight_decay / 2 * penalty
+        objectives.append(objective.item())
+        if (
+            t >= window
+            and objectives[t - window] - objectives[t] < rel_tol * objectives[t - window]
+        ):
+            return objectives, t
+        if t == max_steps:
+            return objectives, None
+        objective.backward()
+        optimizer.step()
+
+
+@pytest.mark.parametrize(
+    "cls, kwargs", [(ck.Rprop, dict(lr=0.01)), (ck.SGD, dict(lr=0.5, momentum=0.9))]
+)
+def test_train_to_plateau_stops_each_model_where_a_plain_loop_stops(cls, kwargs):
+    """Against a plain loop per model: the same objectives step by step, the same stopping step
+    for each model, and each model returned with the parameters the loop stopped at, even
+    though the ensemble kept updating it while the others trained."""
+    x, y, models = _problem()
+    references = copy.deepcopy(models)
+    ensemble = Ensemble(models)
+    options = dict(rel_tol=1e-2, window=5, max_steps=400, weight_decay=1e-2)
+    plateau = train_to_plateau(
+        ensemble, cls(ensemble.parameters(), **kwargs), F.cross_entropy, x, y, **options
+    )
+    stops = []
+    for k, model in enumerate(references):
+        objectives, stop = _plateau_alone(model, lambda p: cls(p, **kwargs), x, y, **options)
+        assert stop is not None and plateau.converged[k]
+        assert plateau.stopped[k].item() == stop
+        torch.testing.assert_close(
+            plateau.losses[: stop + 1, k], torch.tensor(objectives, dtype=F64), rtol=1e-12, atol=0
+        )
+        stops.append(stop)
+    assert len(set(stops)) > 1  # the models stop at different steps: the restore is exercised
+    assert plateau.losses.shape == (max(stops) + 1, K)
+    _assert_same_weights(ensemble, references, rtol=1e-12, atol=1e-12)
+
+
+def test_train_to_plateau_reports_models_that_never_level_off():
+    """Against the plain loop: with max_steps too small for the criterion, every model runs
+    max_steps updates, is marked unconverged, and holds its last parameters."""
+    x, y, models = _problem()
+    references = copy.deepcopy(models)
+    ensemble = Ensemble(models)
+    plateau = train_to_plateau(
+        ensemble,
+        ck.SGD(ensemble.parameters(), lr=0.1),
+        F.cross_entropy,
+        x,
+        y,
+        rel_tol=1e-9,
+        window=3,
+        max_steps=8,
+    )
+    assert not plateau.converged.any() and plateau.stopped.tolist() == [8] * K
+    for model in references:
+        _, stop = _plateau_alone(
+            model,
+            lambda p: ck.SGD(p, lr=0.1),
+            x,
+            y,
+            rel_tol=1e-9,
+            window=3,
+            max_steps=8,
+            weight_decay=0.0,
+        )
+        assert stop is None
+    _assert_same_weights(ensemble, references, rtol=1e-12, atol=1e-12)
+
+
 def test_forward_shapes_per_model_inputs_and_unstack_round_trip():
     """Does slice k of the output come from model k, for shared and for per-model inputs?"""
     x, _, models = _problem()
@@ -270,6 +358,9 @@ def test_bad_arguments_raise_value_errors_naming_them():
         train_ensemble(ensemble, opt, F.cross_entropy, x, y, steps=1, batch_size=0)
     with pytest.raises(ValueError, match="Invalid batch_size:"):
         evaluate(ensemble, x, y, batch_size=0)
+    for name, value in [("rel_tol", 0.0), ("window", 0), ("max_steps", 0), ("weight_decay", -1.0)]:
+        with pytest.raises(ValueError, match=f"Invalid {name}:"):
+            train_to_plateau(ensemble, opt, F.cross_entropy, x, y, **{name: value})
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -1,5 +1,14 @@
-"""Loss landscapes: small surfaces with known answers, and slices of real networks' losses."""
+"""Loss landscapes: small surfaces with known answers, slices of real networks' losses, their
+critical points, and the minima that nets of different widths reach."""
 
+from .critical import (
+    FoundPoint,
+    KnownCriticalPoint,
+    LinearMapTask,
+    deep_linear_critical_points,
+    linear_map_task,
+    search_critical_points,
+)
 from .slices import (
     SliceInfo,
     interpolate,
@@ -18,19 +27,28 @@ from .surfaces import (
     saddle,
     trajectory,
 )
+from .widths import WidthRun, minima_by_width
 
 __all__ = [
+    "FoundPoint",
+    "KnownCriticalPoint",
+    "LinearMapTask",
     "SliceInfo",
     "Surface",
+    "WidthRun",
     "all_surfaces",
     "beale",
+    "deep_linear_critical_points",
     "interpolate",
+    "linear_map_task",
+    "minima_by_width",
     "one_one_one_net",
     "plane_through",
     "quadratic",
     "random_direction",
     "rosenbrock",
     "saddle",
+    "search_critical_points",
     "slice_1d",
     "slice_2d",
     "trajectory",
