@@ -1,16 +1,36 @@
-"""Write the sample submissions in samples/ps2/ (run again after changing solutions/ps2).
+"""Write the sample submissions in samples/ (run again after changing an assignment's solutions).
 
     python samples/make_samples.py
 
-Five fictional students, graded by `coursekit build` into build/grades/ps2/:
+Fictional students, one folder each per assignment, graded by `coursekit build` into
+build/grades/<assignment>/. Every assignment has one right, one partly right and one broken
+submission; ps2 has two more.
 
-    ada    everything right                                  18 / 18
-    ben    SGD without dampening, Adam right, the rest blank   7 / 18
-    cleo   everything right, in a renamed copy, with warnings  18 / 18 and a note
-    dan    a hand-edited file that is not a valid notebook      0 / 18 and a note
-    eve    Adam and Adamax handed to torch.optim               13 / 18
+    ps1   ada    everything right                                           14 / 14
+          ben    the Hessian without the bias, standardize divides by 0     10.5 / 14
+          cleo   an upload cut short: not a notebook at all                  0 / 14 and a note
+    ps2   ada    everything right                                           18 / 18
+          ben    SGD without dampening, Adam right, the rest blank           7 / 18
+          cleo   everything right, in a renamed copy, with warnings         18 / 18 and a note
+          dan    a hand-edited file that is not a valid notebook             0 / 18 and a note
+          eve    Adam and Adamax handed to torch.optim                      13 / 18
+    ps3   ada    everything right                                           16 / 16
+          ben    no eigenvector sign, population deviations in parts 3, 5    9.75 / 16
+          cleo   a syntax error in hvp, which parts 2 and 3 call too          6 / 16
+    ps5   ada    everything right                                           16 / 16
+          ben    one data order for all workers, beta* of the mean mode     11.25 / 16
+          cleo   two answer cells turned into markdown, a test cell edited   5 / 16 and notes
+
+`SAMPLES` says what each ps1, ps3 and ps5 submission is built to earn: for every test cell
+that does not pass all its cases, how many it passes. `built_to_earn` turns that into a score
+with the points of the assignment's source notebook (a part's points are split evenly over its
+cases); tests/test_ps{1,3,5}.py grade the samples in the sandbox and compare.
 """
 
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
@@ -19,6 +39,45 @@ from coursekit.grading.submissions import solved, with_answer
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What one fictional submission is built to earn.
+
+    Attributes:
+        about: what the student did, in a few words.
+        passes: test cell grade id -> how many of its cases pass, for every test cell that does
+            not pass all of them; None when nothing can be graded (the file is no notebook).
+        notes: phrases the grading notes of this submission (grades.csv) must contain.
+    """
+
+    about: str
+    passes: dict[str, int] | None = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+
+def _cell_source(nb, grade_id):
+    return next(
+        c.source for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id
+    )
+
+
+def _read(assignment: str):
+    source = nbformat.read(ROOT / f"solutions/{assignment}/{assignment}.ipynb", as_version=4)
+    release = nbformat.read(ROOT / f"assignments/{assignment}/{assignment}.ipynb", as_version=4)
+    return source, release
+
+
+def _writer(out: Path, assignment: str):
+    def write(student: str, nb, name: str = f"{assignment}.ipynb") -> None:
+        (out / student).mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, out / student / name)
+
+    return write
+
+
+# --- ps2 --------------------------------------------------------------------------------------
 
 BEN_SGD = """class SGD(Optimizer):
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
@@ -59,22 +118,10 @@ EVE_ADAMAX = """class Adamax(Optimizer):
 """
 
 
-def _cell_source(nb, grade_id):
-    return next(
-        c.source for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id
-    )
-
-
-def main() -> None:
-    source = nbformat.read(ROOT / "solutions/ps2/ps2.ipynb", as_version=4)
-    release = nbformat.read(ROOT / "assignments/ps2/ps2.ipynb", as_version=4)
+def ps2(out: Path) -> None:
+    source, release = _read("ps2")
     good = solved(source, release)
-    out = HERE / "ps2"
-
-    def write(student: str, nb, name: str = "ps2.ipynb") -> None:
-        (out / student).mkdir(parents=True, exist_ok=True)
-        nbformat.write(nb, out / student / name)
-
+    write = _writer(out, "ps2")
     write("ada", good)
     ben = with_answer(release, "sgd_solution", BEN_SGD)
     write("ben", with_answer(ben, "adam_solution", _cell_source(good, "adam_solution")))
@@ -95,6 +142,232 @@ def main() -> None:
         "eve",
         with_answer(with_answer(good, "adam_solution", EVE_ADAM), "adamax_solution", EVE_ADAMAX),
     )
+
+
+# --- ps1 --------------------------------------------------------------------------------------
+
+# Forgets the bias: a (d, d) matrix where (d + 1, d + 1) is expected, on every case.
+PS1_HESSIAN_WITHOUT_BIAS = """\
+def hessian(x):
+    return x.T @ x / len(x)
+"""
+# Divides a constant column by its zero standard deviation (nan): right where no column is
+# constant, 3 of 4 cases.
+PS1_STANDARDIZE_UNGUARDED = """\
+def standardize(x):
+    return (x - x.mean(dim=0)) / x.std(dim=0, correction=0)
+"""
+
+
+def ps1(out: Path) -> None:
+    source, release = _read("ps1")
+    good = solved(source, release)
+    write = _writer(out, "ps1")
+    write("ada", good)
+    ben = with_answer(good, "hessian_solution", PS1_HESSIAN_WITHOUT_BIAS)
+    write("ben", with_answer(ben, "standardize_solution", PS1_STANDARDIZE_UNGUARDED))
+    # The upload was cut off after the first kilobytes: not even JSON any more.
+    (out / "cleo").mkdir(parents=True, exist_ok=True)
+    (out / "cleo" / "ps1.ipynb").write_text(nbformat.writes(good)[:3000])
+
+
+# --- ps3 --------------------------------------------------------------------------------------
+
+# Never fixes the sign of the eigenvector: only the case whose last iterate has its largest
+# entry negative fails, 1 of 4.
+PS3_POWER_UNSIGNED = """\
+def power_iteration(model, loss_fn, v0, steps):
+    v = v0 / v0.norm()
+    for _ in range(steps):
+        hv = hvp(model, loss_fn, v)
+        v = hv / hv.norm()
+    return (v @ hvp(model, loss_fn, v)).item(), v
+"""
+# The population standard deviation (divides by S): right only where every probe gives the same
+# number (a diagonal Hessian), 1 of 4 cases.
+PS3_HUTCHINSON_BIASED = """\
+def hutchinson(model, loss_fn, probes):
+    forms = torch.stack([z @ hvp(model, loss_fn, z) for z in probes])
+    return forms.mean().item(), (forms.std(correction=0) / math.sqrt(len(forms))).item()
+"""
+# The losses are right, but the spread is the population standard deviation (divides by runs,
+# as ps1's standardize does): wrong in every case.
+PS3_SPREAD_POPULATION = """\
+def spread(data, width, runs, steps):
+    losses = []
+    for k in range(runs):
+        net = MLP([64, width, 10], generator=torch.Generator().manual_seed(k)).double()
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.2, momentum=0.9)
+        for _ in range(steps):
+            optimizer.zero_grad()
+            F.cross_entropy(net(data.x_train), data.y_train).backward()
+            optimizer.step()
+        losses.append(F.cross_entropy(net(data.x_test), data.y_test).item())
+    losses = torch.tensor(losses, dtype=torch.float64)
+    return {"losses": losses, "std": losses.std(correction=0), "gap": losses.max() - losses.min()}
+"""
+
+
+def ps3(out: Path) -> None:
+    source, release = _read("ps3")
+    good = solved(source, release)
+    write = _writer(out, "ps3")
+    write("ada", good)
+    ben = with_answer(good, "power_iteration_solution", PS3_POWER_UNSIGNED)
+    ben = with_answer(ben, "hutchinson_solution", PS3_HUTCHINSON_BIASED)
+    write("ben", with_answer(ben, "spread_solution", PS3_SPREAD_POPULATION))
+    # One closing parenthesis missing: hvp is never defined, and parts 2 and 3 call it.
+    hvp = _cell_source(good, "hvp_solution").replace("create_graph=True)", "create_graph=True", 1)
+    write("cleo", with_answer(good, "hvp_solution", hvp))
+
+
+# --- ps5 --------------------------------------------------------------------------------------
+
+# Every worker draws the same minibatches (seed instead of seed + r): right only for one
+# worker, 1 of 4 cases.
+PS5_SIMULATE_ONE_SEED = """\
+def simulate(X, y, x0, p, lr, alpha, tau, steps, batch_size, seed):
+    streams = [minibatches(len(X), batch_size, steps, seed=seed) for r in range(p)]
+    workers, center = x0.expand(p, -1).clone(), x0.clone()
+    for t in range(steps):
+        index = torch.stack([next(stream) for stream in streams])
+        grads = least_squares_grads(X[index], y[index], workers)
+        workers, center = easgd_step(workers, center, grads, lr, alpha, t % tau == 0)
+    return workers, center
+"""
+# Only the mean mode decides: right where p = 1 or where the mean mode ends the interval, 3 of
+# 4 cases (in the last one the difference mode ends it first).
+PS5_BETA_MEAN_MODE = """\
+def largest_stable_beta(eta, tau, p):
+    def stable(beta):
+        M, _ = mode_maps(torch.tensor(eta, dtype=F64), torch.tensor(beta, dtype=F64), tau, p)
+        return torch.linalg.eigvals(M).abs().max().item() < 1
+
+    lo, hi = 0.0, 2.0
+    while hi - lo > 1e-6:
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if stable(mid) else (lo, mid)
+    return (lo + hi) / 2
+"""
+# The same belief as in simulate: both ranks draw the minibatches of `seed`.
+PS5_WORKER_ONE_SEED = """\
+def easgd_worker(X, y, x0, lr, alpha, tau, steps, batch_size, seed):
+    x, center = x0.clone(), x0.clone()
+    for t, index in enumerate(minibatches(len(X), batch_size, steps, seed=seed)):
+        grad = (2.0 / len(index)) * X[index].T @ (X[index] @ x - y[index])
+        if t % tau == 0:
+            elastic = alpha * (x - center)
+            center = center + all_reduce(elastic.clone())
+            x = x - lr * grad - elastic
+        else:
+            x = x - lr * grad
+    return x, center
+"""
+
+
+def _as_markdown(nb, grade_id: str):
+    """A copy of `nb` whose cell `grade_id` was turned into markdown (the "m" key in Jupyter)."""
+    nb = copy.deepcopy(nb)
+    for i, c in enumerate(nb.cells):
+        if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id:
+            markdown = nbformat.v4.new_markdown_cell(c.source, metadata=c.metadata)
+            markdown.id = c.id
+            nb.cells[i] = markdown
+    return nb
+
+
+def ps5(out: Path) -> None:
+    source, release = _read("ps5")
+    good = solved(source, release)
+    write = _writer(out, "ps5")
+    write("ada", good)
+    ben = with_answer(good, "simulate_solution", PS5_SIMULATE_ONE_SEED)
+    ben = with_answer(ben, "largest_stable_beta_solution", PS5_BETA_MEAN_MODE)
+    write("ben", with_answer(ben, "easgd_worker_solution", PS5_WORKER_ONE_SEED))
+    cleo = _as_markdown(_as_markdown(good, "easgd_step_solution"), "mode_maps_solution")
+    for c in cleo.cells:  # and an assertion of a test cell commented out
+        if c.metadata.get("nbgrader", {}).get("grade_id") == "test_downpour_step":
+            c.source = c.source.replace("assert torch.equal(new[1], server)", "# assert", 1)
+    write("cleo", cleo)
+
+
+WRITERS = {"ps1": ps1, "ps2": ps2, "ps3": ps3, "ps5": ps5}
+
+# What the ps1, ps3 and ps5 samples earn (ps2's are checked in tests/test_grading_end_to_end.py).
+SAMPLES: dict[str, dict[str, Sample]] = {
+    "ps1": {
+        "ada": Sample("everything right"),
+        "ben": Sample(
+            "the Hessian without the bias, standardize divides a constant column by 0",
+            {"test_hessian": 0, "test_standardize": 3},
+        ),
+        "cleo": Sample("an upload cut short", None, ("is not a valid notebook",)),
+    },
+    "ps3": {
+        "ada": Sample("everything right"),
+        "ben": Sample(
+            "no sign convention, a biased Hutchinson error, the population spread",
+            {"test_power_iteration": 3, "test_hutchinson": 1, "test_spread": 0},
+        ),
+        "cleo": Sample(
+            "a syntax error in hvp, which power_iteration and hutchinson call",
+            {"test_hvp": 0, "test_power_iteration": 0, "test_hutchinson": 0},
+        ),
+    },
+    "ps5": {
+        "ada": Sample("everything right"),
+        "ben": Sample(
+            "one data order for all workers, simulated and real; beta* of the mean mode alone",
+            {"test_simulate": 1, "test_largest_stable_beta": 3, "test_real_run": 0},
+        ),
+        "cleo": Sample(
+            "easgd_step and mode_maps turned into markdown, a test cell edited",
+            {
+                "test_easgd_step": 0,
+                "test_mode_maps": 0,
+                "test_largest_stable_beta": 0,
+                "test_simulate": 0,
+            },
+            (
+                "cell 'easgd_step_solution' was changed to markdown",
+                "cell 'mode_maps_solution' was changed to markdown",
+                "cell 'test_downpour_step' was edited; the original was restored",
+            ),
+        ),
+    },
+}
+
+
+def built_to_earn(assignment: str, student: str) -> tuple[float, float]:
+    """(score, max score) that `SAMPLES[assignment][student]` is built to earn.
+
+    Each test cell's points come from the assignment's source notebook, its number of cases from
+    its task (`coursekit.grading.functions.TASKS`); a cell passing k of n cases earns
+    ``round(points * k / n, 2)``, as the grader splits a part's points.
+    """
+    from coursekit.grading import functions
+    from coursekit.grading.score import expected_records, is_test
+
+    source, _ = _read(assignment)
+    sample = SAMPLES[assignment][student]
+    score = total = 0.0
+    for cell in source.cells:
+        if not is_test(cell):
+            continue
+        points = float(cell.metadata.nbgrader["points"])
+        total += points
+        if sample.passes is None:
+            continue
+        ((_, key),) = expected_records(cell.source)
+        cases = len(functions.task(key).cases())
+        passed = sample.passes.get(cell.metadata.nbgrader["grade_id"], cases)
+        score += round(points * passed / cases, 2)
+    return round(score, 2), total
+
+
+def main() -> None:
+    for assignment, write in WRITERS.items():
+        write(HERE / assignment)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import html
+import importlib.util
 import os
 import re
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +28,15 @@ c = get_config()
 configure(c, os.path.dirname(os.path.abspath(__file__)), cell_timeout={cell_timeout},
           notebook_timeout={notebook_timeout})
 """
+
+
+def sample_makers():
+    """samples/make_samples.py as a module: what each fictional student hands in and earns."""
+    spec = importlib.util.spec_from_file_location("make_samples", ROOT / "samples/make_samples.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["make_samples"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
 
 
 def feedback_text(path: Path) -> str:
@@ -51,12 +62,15 @@ def require_sandbox() -> None:
 def grade_notebooks(
     course: Path,
     assignment: str,
-    notebooks: dict[str, nbformat.NotebookNode],
+    notebooks: dict[str, nbformat.NotebookNode | bytes],
     *,
     cell_timeout: int = 30,
     notebook_timeout: int = 120,
 ) -> dict[str, grade.Row]:
-    """Grade one notebook per student in a copy of `assignment`, two at a time; rows by id."""
+    """Grade one notebook per student in a copy of `assignment`, two at a time; rows by id.
+
+    A notebook given as bytes is written as it is (a sample file, possibly no notebook at all).
+    """
     require_sandbox()
     for folder in (f"solutions/{assignment}", f"assignments/{assignment}"):
         shutil.copytree(ROOT / folder, course / folder)
@@ -64,7 +78,8 @@ def grade_notebooks(
     submissions = course / "submitted_by_lms"
     for student, nb in notebooks.items():
         (submissions / student).mkdir(parents=True)
-        (submissions / student / f"{assignment}.ipynb").write_text(nbformat.writes(nb))
+        data = nb if isinstance(nb, bytes) else nbformat.writes(nb).encode()
+        (submissions / student / f"{assignment}.ipynb").write_bytes(data)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("COURSEKIT_KERNEL_PYTHON", sandbox.default_kernel_python(ROOT))
         rows = grade.grade(course, assignment, submissions, course / "out", jobs=2, progress=False)

@@ -74,6 +74,27 @@ def test_wrappers_communicate_and_count_payload_bytes(probe):
     assert r1["counts"][2] == {"bytes_sent": 56, "bytes_received": 96, "calls": 4}
 
 
+def _rank() -> int:
+    return dist.get_rank()
+
+
+def test_launch_leaves_the_callers_signal_handlers_as_they_were():
+    """torchrun's launcher installs SIGTERM/SIGINT handlers in the caller: are they put back?
+    (Left in a notebook's kernel, they raised a SignalException at every kernel shutdown.)"""
+    import signal
+
+    def mark(signum, frame):  # a handler of our own, to recognise afterwards
+        pass
+
+    before = signal.signal(signal.SIGTERM, mark)
+    try:
+        assert launch(_rank, 1) == [0]
+        assert signal.getsignal(signal.SIGTERM) is mark
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def _fail_on_rank_1() -> None:
     if dist.get_rank() == 1:
         raise ValueError("no data on this rank")

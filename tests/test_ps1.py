@@ -1,9 +1,10 @@
 """Assignment 1 graded for real: `coursekit grade` on a temporary course holding only ps1.
 
 The solved notebook passing its visible checks is covered by test_notebooks.py (it executes every
-notebook in solutions/). Here the sandboxed grader must give the solved submission full marks,
-the blank release nothing, and a partly right one exactly the points worked out by hand from
-the parts (hessian 3, condition_number 2, max_stable_lr 2, optimal_step 2, standardize 2,
+notebook in solutions/). Here the sandboxed grader grades the three sample submissions of
+samples/ps1 (ada: everything right; ben: partly right; cleo: no notebook at all, graded as the
+blank release) and one that calls the reference: each must earn exactly the points worked out
+from the parts (hessian 3, condition_number 2, max_stable_lr 2, optimal_step 2, standardize 2,
 gradient_descent 3: 14) and their cases (a part's points are split evenly over its inputs).
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from grading_course import cases_passed, feedback_text, grade_notebooks
+from grading_course import cases_passed, feedback_text, grade_notebooks, sample_makers
 
 from coursekit.grading import functions
 from coursekit.grading.submissions import solved, with_answer
@@ -27,31 +28,14 @@ TOTAL = 14
 CELL_TIMEOUT, NOTEBOOK_TIMEOUT = 30, 120
 
 
-# Forgets the bias: a (d, d) matrix where (d + 1, d + 1) is expected, on every case: 0 of 3.
-HESSIAN_WITHOUT_BIAS = """\
-def hessian(x):
-    return x.T @ x / len(x)
-"""
-# Divides a constant column by its zero standard deviation (nan): 3 of 4 cases, 1.5 of 2.
-STANDARDIZE_UNGUARDED = """\
-def standardize(x):
-    return (x - x.mean(dim=0)) / x.std(dim=0, correction=0)
-"""
+SAMPLES = sample_makers()
+STUDENTS = SAMPLES.SAMPLES["ps1"]  # ada, ben, cleo
+
 # Calls the reference instead of computing: while grading, coursekit.linear_unit is hidden.
 IMPORTS_REFERENCE = "from coursekit.linear_unit import hessian\n"
 
 # student id -> (notebook, expected score)
 SUBMISSIONS = {
-    "full": (GOOD, TOTAL),
-    "blank": (RELEASE, 0),
-    "partial": (
-        with_answer(
-            with_answer(GOOD, "hessian_solution", HESSIAN_WITHOUT_BIAS),
-            "standardize_solution",
-            STANDARDIZE_UNGUARDED,
-        ),
-        TOTAL - 3 - 0.5,
-    ),
     "imports_reference": (with_answer(GOOD, "hessian_solution", IMPORTS_REFERENCE), TOTAL - 3),
 }
 
@@ -71,36 +55,43 @@ def test_the_points_add_up_and_every_test_cell_records_its_task():
     assert len(keys) == 6 and all(functions.task(k).cases() for k in keys)
 
 
+def test_the_samples_are_what_make_samples_writes(tmp_path):
+    """samples/ps1 must be regenerated (python samples/make_samples.py) when ps1 changes."""
+    SAMPLES.ps1(tmp_path)
+    for student in STUDENTS:
+        committed = (ROOT / "samples/ps1" / student / "ps1.ipynb").read_bytes()
+        assert (tmp_path / student / "ps1.ipynb").read_bytes() == committed, student
+
+
+def test_the_samples_earn_what_the_points_say():
+    """Full marks for ada; for ben the points of the cases he passes; nothing for cleo."""
+    assert SAMPLES.built_to_earn("ps1", "ada") == (TOTAL, TOTAL)
+    assert SAMPLES.built_to_earn("ps1", "ben") == (TOTAL - 3 - 0.5, TOTAL)  # 0 of 4, 3 of 4
+    assert SAMPLES.built_to_earn("ps1", "cleo") == (0, TOTAL)
+
+
 def test_partial_answers_fail_exactly_the_cases_the_expected_score_assumes():
-    """The hand-worked partial score, checked without a kernel: each wrong answer against the
-    reference, case by case."""
+    """The sample ben's wrong answers against the reference, case by case, without a kernel."""
     namespace = {}
-    exec(HESSIAN_WITHOUT_BIAS + STANDARDIZE_UNGUARDED, namespace)
-    for key, fn, passing in [
-        ("ps1.hessian", namespace["hessian"], 0),
-        ("ps1.standardize", namespace["standardize"], 3),
-    ]:
-        assert cases_passed(key, fn) == passing, key
+    exec(SAMPLES.PS1_HESSIAN_WITHOUT_BIAS + SAMPLES.PS1_STANDARDIZE_UNGUARDED, namespace)
+    passes = STUDENTS["ben"].passes
+    assert passes == {"test_hessian": 0, "test_standardize": 3}
+    assert cases_passed("ps1.hessian", namespace["hessian"]) == passes["test_hessian"]
+    assert cases_passed("ps1.standardize", namespace["standardize"]) == passes["test_standardize"]
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     course = tmp_path_factory.mktemp("course")
     notebooks = {student: nb for student, (nb, _) in SUBMISSIONS.items()}
+    for student in STUDENTS:  # the files as they are: cleo's is no notebook
+        notebooks[student] = (ROOT / "samples/ps1" / student / "ps1.ipynb").read_bytes()
     return course, grade_notebooks(
         course, "ps1", notebooks, cell_timeout=CELL_TIMEOUT, notebook_timeout=NOTEBOOK_TIMEOUT
     )
 
 
-@pytest.mark.parametrize(
-    "student",
-    [
-        "full",
-        "blank",
-        "partial",
-        "imports_reference",
-    ],
-)
+@pytest.mark.parametrize("student", list(SUBMISSIONS))
 def test_each_submission_earns_exactly_what_it_should(graded, student):
     _, rows = graded
     row = rows[student]
@@ -108,11 +99,23 @@ def test_each_submission_earns_exactly_what_it_should(graded, student):
     assert (row.score, row.max_score) == (SUBMISSIONS[student][1], TOTAL), row.error
 
 
+@pytest.mark.parametrize("student", list(STUDENTS))
+def test_each_sample_earns_what_it_is_built_to(graded, student):
+    _, rows = graded
+    row = rows[student]
+    assert row.status == "graded", row.error
+    assert (row.score, row.max_score) == SAMPLES.built_to_earn("ps1", student), row.error
+    for note in STUDENTS[student].notes:
+        assert note in row.error
+    if not STUDENTS[student].notes:
+        assert row.error == ""
+
+
 def test_feedback_explains_the_lost_points_and_hides_the_hidden_tests(graded):
     course, _ = graded
-    text = feedback_text(course / "out/feedback/partial/ps1.html")
+    text = feedback_text(course / "out/feedback/ben/ps1.html")
     assert "0 of 3 points" in text and "has shape (2, 2), expected (3, 3)" in text
     assert "1.5 of 2 points" in text and "a constant column: differs from the reference" in text
-    for student in SUBMISSIONS:
+    for student in [*SUBMISSIONS, *STUDENTS]:
         html = (course / "out/feedback" / student / "ps1.html").read_text()
         assert "HIDDEN TESTS" not in html and "record_function(" not in html.replace("&quot;", '"')

@@ -1,51 +1,41 @@
 """Assignment 3 graded for real: `coursekit grade` on a temporary course holding only ps3.
 
 The solved notebook passing its visible checks is covered by test_notebooks.py (it executes every
-notebook in solutions/). Here the sandboxed grader must give the solved submission full marks,
-the blank release nothing, and a partly right one exactly the points worked out by hand from
-the parts (hvp 3, power_iteration 4, hutchinson 3, classify 3: 13) and their cases (a part's
-points are split evenly over its inputs).
+notebook in solutions/). Here the sandboxed grader grades the three sample submissions of
+samples/ps3 (ada: everything right; ben: partly right; cleo: a syntax error that breaks three
+parts), the blank release and one that calls the hidden references: each must earn exactly the
+points worked out from the parts (hvp 3, power_iteration 4, hutchinson 3, classify 3, spread 3:
+16) and their cases (a part's points are split evenly over its inputs).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
 import nbformat
 import pytest
 import torch
-from grading_course import cases_passed, feedback_text, grade_notebooks
+import torch.nn.functional as F
+from grading_course import cases_passed, feedback_text, grade_notebooks, sample_makers
 
 from coursekit.grading import functions
 from coursekit.grading.submissions import solved, with_answer
+from coursekit.models import MLP
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = nbformat.read(ROOT / "solutions/ps3/ps3.ipynb", as_version=4)
 RELEASE = nbformat.read(ROOT / "assignments/ps3/ps3.ipynb", as_version=4)
 GOOD = solved(SOURCE, RELEASE)
-TOTAL = 13
-KEYS = ("ps3.hvp", "ps3.power_iteration", "ps3.hutchinson", "ps3.classify")
+TOTAL = 16
+KEYS = ("ps3.hvp", "ps3.power_iteration", "ps3.hutchinson", "ps3.classify", "ps3.spread")
 CELL_TIMEOUT, NOTEBOOK_TIMEOUT = 60, 180
 
 
-# Never fixes the sign: only the case whose last iterate has its largest entry negative fails,
-# 1 of 4 cases: 3 of 4 points.
-POWER_UNSIGNED = """\
-def power_iteration(model, loss_fn, v0, steps):
-    v = v0 / v0.norm()
-    for _ in range(steps):
-        hv = hvp(model, loss_fn, v)
-        v = hv / hv.norm()
-    return (v @ hvp(model, loss_fn, v)).item(), v
-"""
-# The population standard deviation (divides by S): right only where every probe gives the same
-# number (a diagonal Hessian), 1 of 4 cases: 0.75 of 3 points.
-HUTCHINSON_BIASED = """\
-def hutchinson(model, loss_fn, probes):
-    forms = torch.stack([z @ hvp(model, loss_fn, z) for z in probes])
-    return forms.mean().item(), (forms.std(correction=0) / math.sqrt(len(forms))).item()
-"""
+SAMPLES = sample_makers()
+STUDENTS = SAMPLES.SAMPLES["ps3"]  # ada, ben, cleo
+
 # Calls the library instead of computing: while grading, coursekit.curvature is hidden.
 IMPORTS_REFERENCE = """\
 from coursekit import curvature
@@ -58,25 +48,43 @@ def classify(w):
     return {"grad_norm": grad.norm().item(), "eigenvalues": eigenvalues,
             "index": int((eigenvalues < -1e-6).sum())}
 """
+# Trains the nets with the library that computes the reference: hidden while grading too.
+SPREAD_WITH_ENSEMBLES = """\
+from coursekit.ensembles import Ensemble, evaluate, train_ensemble
+
+
+def spread(data, width, runs, steps):
+    nets = [MLP([64, width, 10], generator=torch.Generator().manual_seed(k)).double()
+            for k in range(runs)]
+    ensemble = Ensemble(nets)
+    optimizer = torch.optim.SGD(ensemble.parameters(), lr=0.2, momentum=0.9)
+    train_ensemble(ensemble, optimizer, F.cross_entropy, data.x_train, data.y_train, steps=steps)
+    losses = evaluate(ensemble, data.x_test, data.y_test).loss
+    return {"losses": losses, "std": losses.std(), "gap": losses.max() - losses.min()}
+"""
 
 # student id -> (notebook, expected score)
 SUBMISSIONS = {
-    "full": (GOOD, TOTAL),
     "blank": (RELEASE, 0),
-    "partial": (
+    "imports_reference": (
         with_answer(
-            with_answer(GOOD, "power_iteration_solution", POWER_UNSIGNED),
-            "hutchinson_solution",
-            HUTCHINSON_BIASED,
+            with_answer(GOOD, "classify_solution", IMPORTS_REFERENCE),
+            "spread_solution",
+            SPREAD_WITH_ENSEMBLES,
         ),
-        TOTAL - 1 - 2.25,
+        TOTAL - 3 - 3,
     ),
-    "imports_reference": (with_answer(GOOD, "classify_solution", IMPORTS_REFERENCE), TOTAL - 3),
 }
 
 
+def _solution(grade_id: str) -> str:
+    return next(
+        c.source for c in SOURCE.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id
+    )
+
+
 def test_the_points_add_up_and_every_test_cell_records_its_task():
-    """Does the notebook give 13 points, one task per test cell, each task registered?"""
+    """Does the notebook give 16 points, one task per test cell, each task registered?"""
     points, keys = 0, []
     for cell in SOURCE.cells:
         meta = cell.metadata.get("nbgrader", {})
@@ -89,6 +97,7 @@ def test_the_points_add_up_and_every_test_cell_records_its_task():
     assert points == TOTAL
     assert tuple(keys) == KEYS and all(functions.task(k).cases() for k in keys)
     assert all("coursekit.curvature" in functions.task(k).hidden for k in keys)
+    assert "coursekit.ensembles" in functions.task("ps3.spread").hidden
 
 
 def test_eigenvector_signs_are_unambiguous():
@@ -104,33 +113,105 @@ def test_eigenvector_signs_are_unambiguous():
         assert first - second.abs() > 1e-3 or second > 0, v
 
 
+def _passes(key: str, fn) -> int:
+    """How many cases of `key` `fn` gets right; the reference's results computed once."""
+    task = functions.task(key)
+    return sum(
+        functions._difference(functions._run(fn, args), functions._expected(key, i), task) is None
+        for i, args in enumerate(task.cases())
+    )
+
+
+def _spread_variant(old: str = "", new: str = ""):
+    """The solution's `spread`, with `old` replaced by `new` in its source."""
+    source = _solution("spread_solution")
+    assert old in source
+    namespace = {"torch": torch, "F": F, "MLP": MLP}
+    exec(source.replace(old, new), namespace)
+    return namespace["spread"]
+
+
+def test_spread_is_graded_tightly_enough_to_reject_every_slip_but_a_loop_passes():
+    """The reference trains all nets at once (`coursekit.ensembles`), the solution one by one in
+    a loop: rounding apart they agree, within the task's rtol = 1e-9, on every case. One step
+    less, no momentum, other seeds, the training loss instead of the test loss, or untrained nets
+    (a guess that ignores `steps`) each fail every case."""
+    assert _passes("ps3.spread", _spread_variant()) == 3
+    solution = _spread_variant()
+    for slip in [
+        lambda data, width, runs, steps: solution(data, width, runs, steps - 1),
+        lambda data, width, runs, steps: solution(data, width, runs, 0),
+        _spread_variant("momentum=0.9", "momentum=0.0"),
+        _spread_variant("manual_seed(k)", "manual_seed(k + 1)"),
+        _spread_variant("net(data.x_test), data.y_test", "net(data.x_train), data.y_train"),
+    ]:
+        assert _passes("ps3.spread", slip) == 0
+
+
+def test_spread_reference_agrees_with_a_loop_to_rounding():
+    """The margin behind rtol = 1e-9: the ensemble's losses and the loop's, in float64, differ
+    by less than 1e-13 relative on every case (measured 5e-16)."""
+    loop = _spread_variant()
+    for i, args in enumerate(functions.task("ps3.spread").cases()):
+        expected = functions._expected("ps3.spread", i)["losses"]
+        got = loop(*args)["losses"]
+        assert ((got - expected).abs() / expected.abs()).max() < 1e-13, i
+
+
+def test_the_samples_are_what_make_samples_writes(tmp_path):
+    """samples/ps3 must be regenerated (python samples/make_samples.py) when ps3 changes."""
+    SAMPLES.ps3(tmp_path)
+    for student in STUDENTS:
+        committed = (ROOT / "samples/ps3" / student / "ps3.ipynb").read_bytes()
+        assert (tmp_path / student / "ps3.ipynb").read_bytes() == committed, student
+
+
+def test_the_samples_earn_what_the_points_say():
+    """ada everything; ben 3 of 4 power cases (4 points), 1 of 4 Hutchinson cases (3 points),
+    no spread case; cleo only classify and spread, which do not call hvp."""
+    assert SAMPLES.built_to_earn("ps3", "ada") == (TOTAL, TOTAL)
+    assert SAMPLES.built_to_earn("ps3", "ben") == (TOTAL - 1 - 2.25 - 3, TOTAL)
+    assert SAMPLES.built_to_earn("ps3", "cleo") == (3 + 3, TOTAL)
+
+
 def test_partial_answers_fail_exactly_the_cases_the_expected_score_assumes():
-    """The hand-worked partial score, checked without a kernel: each wrong answer against the
-    reference, case by case (with the solution's hvp underneath)."""
-    solution = next(
+    """The sample ben's wrong answers against the reference, case by case, without a kernel
+    (with the solution's hvp underneath)."""
+    namespace = {"torch": torch, "math": math, "F": F, "MLP": MLP}
+    exec(_solution("hvp_solution"), namespace)
+    exec(
+        SAMPLES.PS3_POWER_UNSIGNED + SAMPLES.PS3_HUTCHINSON_BIASED + SAMPLES.PS3_SPREAD_POPULATION,
+        namespace,
+    )
+    passes = STUDENTS["ben"].passes
+    assert (
+        cases_passed("ps3.power_iteration", namespace["power_iteration"])
+        == passes["test_power_iteration"]
+    )
+    assert cases_passed("ps3.hutchinson", namespace["hutchinson"]) == passes["test_hutchinson"]
+    assert _passes("ps3.spread", namespace["spread"]) == passes["test_spread"]
+    # cleo's hvp does not compile, so nothing is defined: every case of the parts calling it fails.
+    broken = next(
         c.source
-        for c in SOURCE.cells
+        for c in nbformat.read(ROOT / "samples/ps3/cleo/ps3.ipynb", as_version=4).cells
         if c.metadata.get("nbgrader", {}).get("grade_id") == "hvp_solution"
     )
-    namespace = {"torch": torch, "math": __import__("math")}
-    exec(solution + "\n" + POWER_UNSIGNED + HUTCHINSON_BIASED, namespace)
-    for key, fn, passing in [
-        ("ps3.power_iteration", namespace["power_iteration"], 3),
-        ("ps3.hutchinson", namespace["hutchinson"], 1),
-    ]:
-        assert cases_passed(key, fn) == passing, key
+    with pytest.raises(SyntaxError):
+        compile(broken, "hvp_solution", "exec")
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     course = tmp_path_factory.mktemp("course")
     notebooks = {student: nb for student, (nb, _) in SUBMISSIONS.items()}
+    for student in STUDENTS:
+        notebooks[student] = (ROOT / "samples/ps3" / student / "ps3.ipynb").read_bytes()
     return course, grade_notebooks(
         course, "ps3", notebooks, cell_timeout=CELL_TIMEOUT, notebook_timeout=NOTEBOOK_TIMEOUT
     )
 
 
-@pytest.mark.parametrize("student", ["full", "blank", "partial", "imports_reference"])
+@pytest.mark.parametrize("student", list(SUBMISSIONS))
 def test_each_submission_earns_exactly_what_it_should(graded, student):
     _, rows = graded
     row = rows[student]
@@ -138,11 +219,25 @@ def test_each_submission_earns_exactly_what_it_should(graded, student):
     assert (row.score, row.max_score) == (SUBMISSIONS[student][1], TOTAL), row.error
 
 
+@pytest.mark.parametrize("student", list(STUDENTS))
+def test_each_sample_earns_what_it_is_built_to(graded, student):
+    _, rows = graded
+    row = rows[student]
+    assert row.status == "graded", row.error
+    assert (row.score, row.max_score) == SAMPLES.built_to_earn("ps3", student), row.error
+    assert row.error == ""  # nothing unusual about how these notebooks ran
+
+
 def test_feedback_explains_the_lost_points_and_hides_the_hidden_tests(graded):
     course, _ = graded
-    text = feedback_text(course / "out/feedback/partial/ps3.html")
+    text = feedback_text(course / "out/feedback/ben/ps3.html")
     assert "3 of 4 points" in text and "differs from the reference in part '1'" in text
     assert "0.75 of 3 points" in text
-    for student in SUBMISSIONS:
+    assert "0 of 3 points" in text and "differs from the reference in part 'std'" in text
+    text = feedback_text(course / "out/feedback/cleo/ps3.html")
+    assert "NameError" in text and "did the cell that defines it run without an error?" in text
+    text = feedback_text(course / "out/feedback/imports_reference/ps3.html")
+    assert "coursekit.ensembles is not available while this assignment is graded" in text
+    for student in [*SUBMISSIONS, *STUDENTS]:
         html = (course / "out/feedback" / student / "ps3.html").read_text()
         assert "HIDDEN TESTS" not in html and "record_function(" not in html.replace("&quot;", '"')

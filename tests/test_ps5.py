@@ -1,13 +1,14 @@
 """Assignment 5 graded for real: `coursekit grade` on a temporary course holding only ps5.
 
 The solved notebook passing its visible checks is covered by test_notebooks.py (it executes every
-notebook in solutions/). Here the sandboxed grader must give the solved submission full marks,
-the blank release nothing, and partly right ones exactly the points worked out by hand from the
-parts (easgd_step 3, downpour_step 3, mode_maps 3, which_stable 1, simulate 3: 13) and their
-cases (a part's points are split evenly over its inputs).
+notebook in solutions/). Here the sandboxed grader grades the three sample submissions of
+samples/ps5 (ada: everything right; ben: partly right; cleo: two answers turned into markdown),
+the blank release and one that calls the hidden library: each must earn exactly the points
+worked out from the parts (easgd_step 3, downpour_step 3, mode_maps 3, largest_stable_beta 2,
+simulate 3, real_run 2: 16) and their cases (a part's points are split evenly over its inputs).
 
-The real two-process run of part 4 is not graded (inside the sandbox `runtime.launch` cannot
-start its processes); its worker is checked here, outside the sandbox, against the reference.
+The real run starts two processes inside the sandbox, which talk over its own loopback
+(127.0.0.1): ada's full marks show that it works there.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import torch
-from grading_course import cases_passed, feedback_text, grade_notebooks
+from grading_course import cases_passed, feedback_text, grade_notebooks, sample_makers
 
 from coursekit.grading import functions, release
 from coursekit.grading.submissions import solved, with_answer
@@ -28,41 +29,28 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCE = nbformat.read(ROOT / "solutions/ps5/ps5.ipynb", as_version=4)
 RELEASE = nbformat.read(ROOT / "assignments/ps5/ps5.ipynb", as_version=4)
 GOOD = solved(SOURCE, RELEASE)
-TOTAL = 13
-KEYS = ("ps5.easgd_step", "ps5.downpour_step", "ps5.mode_maps", "ps5.which_stable", "ps5.simulate")
+TOTAL = 16
+KEYS = (
+    "ps5.easgd_step",
+    "ps5.downpour_step",
+    "ps5.mode_maps",
+    "ps5.largest_stable_beta",
+    "ps5.simulate",
+    "ps5.real_run",
+)
 HIDDEN = (
     "coursekit.distributed.simulate",
     "coursekit.distributed.stability",
     "coursekit.distributed.sync",
     "coursekit.distributed.asynchronous",
 )
-CELL_TIMEOUT, NOTEBOOK_TIMEOUT = 60, 180
+F64 = torch.float64
+CELL_TIMEOUT, NOTEBOOK_TIMEOUT = 90, 240
 
 
-# The period in the wrong order (the local steps first, then the communication): right only
-# where tau = 1, 2 of 4 cases: 1.5 of 3 points.
-MODES_SWAPPED = """\
-def mode_maps(eta, beta, tau, p):
-    a, alpha = 1.0 - eta, beta / p
-    decay = a ** (tau - 1)
-    top = torch.stack([(a - alpha) * decay, alpha * torch.ones_like(eta)], dim=-1)
-    bottom = torch.stack([beta * decay, 1.0 - beta], dim=-1)
-    return torch.stack([top, bottom], dim=-2), decay * (a - alpha)
-"""
-# Every worker draws the same minibatches (seed instead of seed + r): right only for one
-# worker, 1 of 4 cases: 0.75 of 3 points.
-SIMULATE_ONE_SEED = """\
-def simulate(X, y, x0, p, lr, alpha, tau, steps, batch_size, seed):
-    streams = [minibatches(len(X), batch_size, steps, seed=seed) for r in range(p)]
-    workers, center = x0.expand(p, -1).clone(), x0.clone()
-    for t in range(steps):
-        index = torch.stack([next(stream) for stream in streams])
-        grads = least_squares_grads(X[index], y[index], workers)
-        workers, center = easgd_step(workers, center, grads, lr, alpha, t % tau == 0)
-    return workers, center
-"""
-# A guess: both settings stable. 0 of 1 point.
-GUESSED = "STABLE_A, STABLE_B = True, True\n"
+SAMPLES = sample_makers()
+STUDENTS = SAMPLES.SAMPLES["ps5"]  # ada, ben, cleo
+
 # Calls the library instead of computing: while grading, coursekit.distributed.simulate is hidden.
 IMPORTS_REFERENCE = """\
 from coursekit.distributed import simulate as library
@@ -73,25 +61,33 @@ def downpour_step(workers, server, velocity, grad_fn, lr, communicate):
                                  communicate=communicate)
 """
 
-PARTIAL = with_answer(
-    with_answer(
-        with_answer(GOOD, "mode_maps_solution", MODES_SWAPPED),
-        "simulate_solution",
-        SIMULATE_ONE_SEED,
-    ),
-    "which_stable_solution",
-    GUESSED,
-)
 # student id -> (notebook, expected score)
 SUBMISSIONS = {
-    "full": (GOOD, TOTAL),
     "blank": (RELEASE, 0),
-    "partial": (PARTIAL, TOTAL - 1.5 - 2.25 - 1),
     "imports_reference": (
         with_answer(GOOD, "downpour_step_solution", IMPORTS_REFERENCE),
         TOTAL - 3,
     ),
 }
+
+# Each rank simulates both workers and never talks: the right numbers, no bytes sent.
+NO_COMMUNICATION = """\
+def easgd_worker(X, y, x0, lr, alpha, tau, steps, batch_size, seed):
+    p = dist.get_world_size()
+    streams = [minibatches(len(X), batch_size, steps, seed=seed + r) for r in range(p)]
+    workers, center = x0.expand(p, -1).clone(), x0.clone()
+    for t in range(steps):
+        index = torch.stack([next(stream) for stream in streams])
+        Xb, yb = X[index], y[index]
+        grads = (2.0 / index.shape[1]) * (Xb.transpose(1, 2) @ (Xb @ workers.unsqueeze(-1)
+                                                               - yb.unsqueeze(-1))).squeeze(-1)
+        if t % tau == 0:
+            elastic = alpha * (workers - center)
+            workers, center = workers - lr * grads - elastic, center + elastic.sum(0)
+        else:
+            workers = workers - lr * grads
+    return workers[dist.get_rank()], center
+"""
 
 
 def _solution(grade_id: str) -> str:
@@ -101,7 +97,7 @@ def _solution(grade_id: str) -> str:
 
 
 def test_the_points_add_up_and_every_test_cell_records_its_task():
-    """Does the notebook give 13 points, one task per test cell, each task registered and
+    """Does the notebook give 16 points, one task per test cell, each task registered and
     hiding the library's implementations?"""
     points, keys = 0, []
     for cell in SOURCE.cells:
@@ -121,7 +117,8 @@ def test_release_has_no_solutions_or_hidden_tests():
     text = json.dumps(RELEASE)
     assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text
     assert 'record_function(\\"' not in text
-    assert "elastic.sum" not in text and "STABLE_A = bool" not in text
+    assert "elastic.sum" not in text and "all_reduce(elastic" not in text
+    assert "lo, hi = (mid, hi)" not in text
 
 
 def test_assignments_folder_is_the_generated_release(tmp_path):
@@ -135,64 +132,140 @@ def test_assignments_folder_is_the_generated_release(tmp_path):
     assert sorted(p.name for p in (tmp_path / "ps5").iterdir()) == ["ps5.ipynb"]
 
 
-def test_the_question_of_part_3_has_a_clear_answer():
-    """Setting A diverges and B converges, both far from the boundary radius = 1."""
+# --- Part 3: the largest stable beta ----------------------------------------------------------
+
+
+def _radius(eta: float, betas: torch.Tensor, tau: int, p: int) -> torch.Tensor:
     from coursekit.distributed.stability import stability_map
-    from coursekit.grading.tasks.ps5 import SETTINGS
 
-    def radius(eta, beta, tau, p):
-        grid = [torch.tensor([v], dtype=torch.float64) for v in (eta, beta)]
-        return stability_map(*grid, tau=tau, p=p).item()
+    return stability_map(torch.tensor([eta], dtype=F64), betas, tau=tau, p=p)[:, 0]
 
-    assert radius(*SETTINGS["A"]) > 1.2 and radius(*SETTINGS["B"]) < 0.1
-    assert functions._reference(functions.task("ps5.which_stable"))() == (False, True)
+
+def test_the_stable_betas_form_one_interval_ending_at_the_reference():
+    """Brute force, independent of the bisection: on a grid of 400,000 betas in (0, 4] every beta
+    below the reference's beta* (by more than 1e-6) is stable and every one above is not; so the
+    question has one answer, and a bisection on [0, 2] finds it."""
+    from coursekit.grading.tasks.ps5 import BETA_CASES, BETA_MAX
+
+    reference = functions._reference(functions.task("ps5.largest_stable_beta"))
+    betas = torch.linspace(0.0, 4.0, 400_001, dtype=F64)[1:]
+    answers = []
+    for eta, tau, p in BETA_CASES:
+        beta_star = reference(eta, tau, p)
+        stable = _radius(eta, betas, tau, p) < 1.0
+        assert stable[betas < beta_star - 1e-6].all() and not stable[betas > beta_star + 1e-6].any()
+        assert 0.0 < beta_star < BETA_MAX
+        answers.append(beta_star)
+    # Far apart: one constant can pass at most one case.
+    assert min(abs(a - b) for i, a in enumerate(answers) for b in answers[i + 1 :]) > 0.05
+
+
+def test_the_largest_stable_beta_matches_the_closed_form_and_the_modes():
+    """p = tau = 1: stable exactly for beta < (4 - 2 eta) / (4 - eta) (lecture 8's closed form).
+    In the last case the difference mode |a^(tau-1) (a - beta/p)| reaches 1 at beta* while the
+    mean mode is still below 1: the case that catches a radius without the difference mode."""
+    from coursekit.distributed.stability import easgd_mode_maps, spectral_radius
+    from coursekit.grading.tasks.ps5 import BETA_CASES
+
+    reference = functions._reference(functions.task("ps5.largest_stable_beta"))
+    for eta in (0.5, 1.0, 1.5):
+        assert abs(reference(eta, 1, 1) - (4 - 2 * eta) / (4 - eta)) < 1e-9
+    eta, tau, p = BETA_CASES[-1]
+    beta_star = reference(eta, tau, p)
+    mean, difference = easgd_mode_maps(eta, beta_star, tau=tau, p=p)
+    assert abs(abs(difference.item()) - 1.0) < 1e-9 and spectral_radius(mean).item() < 0.9
+    a = 1 - eta
+    assert abs(beta_star - p * (1 / abs(a) ** (tau - 1) - abs(a))) < 1e-9  # |c| = 1, a < 0
+
+
+def _passes(key: str, fn) -> int:
+    """How many cases of `key` `fn` gets right; the reference's results computed once."""
+    task = functions.task(key)
+    return sum(
+        functions._difference(functions._run(fn, args), functions._expected(key, i), task) is None
+        for i, args in enumerate(task.cases())
+    )
+
+
+def test_a_guess_cannot_pass_the_largest_stable_beta():
+    """No constant passes more than one case; the closed form of p = tau = 1 passes only its own
+    case; the best value read off the notebook's map (grid spacing 0.025) passes none."""
+    key = "ps5.largest_stable_beta"
+    for guess in torch.arange(0.0, 2.0005, 0.001).tolist():
+        assert _passes(key, lambda eta, tau, p, guess=guess: guess) <= 1, guess
+    assert _passes(key, lambda eta, tau, p: (4 - 2 * eta) / (4 - eta)) == 1
+    grid = torch.linspace(0.0, 2.0, 81, dtype=F64)
+
+    def read_off_the_map(eta, tau, p):
+        return grid[_radius(eta, grid, tau, p) < 1.0].max().item()
+
+    assert _passes(key, read_off_the_map) == 0
+
+
+# --- Part 4: the real run ---------------------------------------------------------------------
+
+
+def test_a_worker_that_never_communicates_fails_on_its_bytes():
+    """Two real processes, each simulating both workers without a message: the numbers equal
+    the simulation's, but no bytes went through all_reduce, and the case fails on that."""
+    from coursekit.grading.tasks.ps5 import run_source
+
+    task = functions.task("ps5.real_run")
+    (args,) = task.cases()
+    result = functions._run(run_source(NO_COMMUNICATION, "easgd_worker"), args)
+    problem = functions._difference(result, functions._expected("ps5.real_run", 0), task)
+    assert problem is not None and "part 'bytes_sent'" in problem
+    assert result["bytes_sent"].tolist() == [0.0, 0.0]
+    for part in ("workers", "centers"):
+        expected = functions._expected("ps5.real_run", 0)[part]
+        torch.testing.assert_close(result[part], expected, rtol=1e-12, atol=1e-12)
+
+
+# --- The samples ------------------------------------------------------------------------------
+
+
+def test_the_samples_are_what_make_samples_writes(tmp_path):
+    """samples/ps5 must be regenerated (python samples/make_samples.py) when ps5 changes."""
+    SAMPLES.ps5(tmp_path)
+    for student in STUDENTS:
+        committed = (ROOT / "samples/ps5" / student / "ps5.ipynb").read_bytes()
+        assert (tmp_path / student / "ps5.ipynb").read_bytes() == committed, student
+
+
+def test_the_samples_earn_what_the_points_say():
+    """ada everything; ben 1 of 4 simulate cases (3 points), 3 of 4 beta cases (2 points), no
+    real run; cleo only downpour_step and the real run, which need neither of her lost cells."""
+    assert SAMPLES.built_to_earn("ps5", "ada") == (TOTAL, TOTAL)
+    assert SAMPLES.built_to_earn("ps5", "ben") == (TOTAL - 2.25 - 0.5 - 2, TOTAL)
+    assert SAMPLES.built_to_earn("ps5", "cleo") == (3 + 2, TOTAL)
 
 
 def test_partial_answers_fail_exactly_the_cases_the_expected_score_assumes():
-    """The hand-worked partial score, checked without a kernel: each wrong answer against the
-    reference, case by case (with the solution's easgd_step underneath)."""
+    """The sample ben's wrong answers against the reference, case by case, without a kernel
+    (with the solution's easgd_step and mode_maps underneath)."""
     from coursekit.ensembles import minibatches
     from coursekit.grading.tasks.ps5 import least_squares_grads
 
     namespace = {
         "torch": torch,
+        "F64": F64,
         "minibatches": minibatches,
         "least_squares_grads": least_squares_grads,
     }
-    exec(_solution("easgd_step_solution") + "\n" + MODES_SWAPPED + SIMULATE_ONE_SEED, namespace)
-    assert cases_passed("ps5.mode_maps", namespace["mode_maps"]) == 2
-    assert cases_passed("ps5.simulate", namespace["simulate"]) == 1
-    assert cases_passed("ps5.which_stable", lambda: (True, True)) == 0
-
-
-def test_the_real_run_worker_equals_the_reference_simulation():
-    """Two real processes running `easgd_rank` end where `simulate_easgd` with p = 2 does."""
-    from coursekit.distributed.runtime import launch
-    from coursekit.distributed.simulate import simulate_easgd
-    from coursekit.grading.tasks.ps5 import easgd_rank, problem
-
-    X, y, x0 = problem(96, 4, 7)
-    settings = dict(lr=0.05, alpha=0.2, tau=3, steps=30, batch_size=16, seed=2)
-    ranks = launch(easgd_rank, 2, X, y, x0, **settings)
-    reference = simulate_easgd(X, y, x0, workers=2, **settings)
-    torch.testing.assert_close(
-        torch.stack([x for x, _ in ranks]), reference.workers, rtol=1e-12, atol=1e-12
-    )
-    for _, center in ranks:
-        torch.testing.assert_close(center, reference.center, rtol=1e-12, atol=1e-12)
-
-
-def test_the_real_run_cell_is_skipped_in_the_sandbox():
-    """The ungraded real run must not start processes while graded (the sandbox cannot)."""
-    cell = next(c for c in SOURCE.cells if "launch(easgd_rank" in c.source)
-    assert 'if os.environ.get("COURSEKIT_SANDBOX"):' in cell.source
-    assert not cell.metadata.get("nbgrader", {}).get("grade")
+    exec(_solution("easgd_step_solution") + "\n" + _solution("mode_maps_solution"), namespace)
+    exec(SAMPLES.PS5_SIMULATE_ONE_SEED + SAMPLES.PS5_BETA_MEAN_MODE, namespace)
+    passes = STUDENTS["ben"].passes
+    assert cases_passed("ps5.simulate", namespace["simulate"]) == passes["test_simulate"]
+    beta = namespace["largest_stable_beta"]
+    assert _passes("ps5.largest_stable_beta", beta) == passes["test_largest_stable_beta"]
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     course = tmp_path_factory.mktemp("course")
     notebooks = {student: nb for student, (nb, _) in SUBMISSIONS.items()}
+    for student in STUDENTS:
+        notebooks[student] = (ROOT / "samples/ps5" / student / "ps5.ipynb").read_bytes()
     return course, grade_notebooks(
         course, "ps5", notebooks, cell_timeout=CELL_TIMEOUT, notebook_timeout=NOTEBOOK_TIMEOUT
     )
@@ -206,12 +279,28 @@ def test_each_submission_earns_exactly_what_it_should(graded, student):
     assert (row.score, row.max_score) == (SUBMISSIONS[student][1], TOTAL), row.error
 
 
+@pytest.mark.parametrize("student", list(STUDENTS))
+def test_each_sample_earns_what_it_is_built_to(graded, student):
+    _, rows = graded
+    row = rows[student]
+    assert row.status == "graded", row.error
+    assert (row.score, row.max_score) == SAMPLES.built_to_earn("ps5", student), row.error
+    for note in STUDENTS[student].notes:
+        assert note in row.error
+    if not STUDENTS[student].notes:
+        assert row.error == ""
+
+
 def test_feedback_explains_the_lost_points_and_hides_the_hidden_tests(graded):
     course, _ = graded
-    text = feedback_text(course / "out/feedback/partial/ps5.html")
-    assert "1.5 of 3 points" in text and "0.75 of 3 points" in text
+    text = feedback_text(course / "out/feedback/ada/ps5.html")
+    assert "\u2713 two processes, tau = 3" in text  # the real run ran in the sandbox
+    text = feedback_text(course / "out/feedback/ben/ps5.html")
+    assert "0.75 of 3 points" in text and "1.5 of 2 points" in text
+    assert "\u2717 eta = 1.9, tau = 2, p = 2: differs from the reference" in text
+    assert "0 of 2 points" in text and "differs from the reference in part 'centers'" in text
     text = feedback_text(course / "out/feedback/imports_reference/ps5.html")
     assert "not available while this assignment is graded" in text
-    for student in SUBMISSIONS:
+    for student in [*SUBMISSIONS, *STUDENTS]:
         html = (course / "out/feedback" / student / "ps5.html").read_text()
         assert "HIDDEN TESTS" not in html and "record_function(" not in html.replace("&quot;", '"')

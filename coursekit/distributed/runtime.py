@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import signal
 import socket
 import time
 import traceback
@@ -186,10 +187,13 @@ def launch(fn: Callable[..., Any], world_size: int, *args: Any, backend: str | N
         start_method="spawn",
         monitor_interval=0.1,  # notice a dead rank quickly
     )
+    handlers = _signal_handlers()
     try:
         results = elastic_launch(config, _entry)(fn, backend, timeout, args, kwargs)
     except ChildFailedError as error:  # a rank died without a Python error (killed, exit code)
         raise RuntimeError(_death_report(error)) from None
+    finally:
+        _restore_signal_handlers(handlers)
     results = [results[rank] for rank in range(world_size)]
     failures = sorted((r for r in results if isinstance(r, _Failure)), key=lambda f: f.time)
     if failures:
@@ -199,6 +203,24 @@ def launch(fn: Callable[..., Any], world_size: int, *args: Any, backend: str | N
             + f"\nTraceback of rank {failures[0].rank}:\n{failures[0].traceback}"
         )
     return results
+
+
+# torchrun's launcher installs handlers of these signals in the calling process (to stop its
+# workers) and leaves them there: in a notebook's kernel a later interrupt or shutdown would then
+# raise its SignalException (papermill printed that traceback at every kernel shutdown).
+_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
+
+
+def _signal_handlers() -> dict[str, Any]:
+    return {s: signal.getsignal(getattr(signal, s)) for s in _SIGNALS if hasattr(signal, s)}
+
+
+def _restore_signal_handlers(handlers: dict[str, Any]) -> None:
+    for name, handler in handlers.items():
+        try:
+            signal.signal(getattr(signal, name), handler)
+        except (ValueError, TypeError):  # not the main thread, or a handler set outside Python
+            pass
 
 
 def _death_report(error: Any) -> str:

@@ -1,12 +1,15 @@
 """Assignment 3, "Curvature": what each answer is compared with.
 
-Four functions, each checked against a reference on the cases below
+Five functions, each checked against a reference on the cases below
 (``check_function("ps3.hvp", hvp)`` in a visible test, ``record_function`` in a hidden one):
 
 * ``hvp(model, loss_fn, v)``: the Hessian-vector product by double backward;
 * ``power_iteration(model, loss_fn, v0, steps)``: ``steps`` plain power steps from ``v0``;
 * ``hutchinson(model, loss_fn, probes)``: the trace estimate from the given Rademacher probes;
-* ``classify(w)``: gradient norm, Hessian eigenvalues and index of the 1-1-1 net at ``w``.
+* ``classify(w)``: gradient norm, Hessian eigenvalues and index of the 1-1-1 net at ``w``;
+* ``spread(data, width, runs, steps)``: a small Choromanska et al. (2015) experiment: the test
+  losses of ``runs`` nets ``d -> width -> 10`` trained from the seeds 0, 1, ..., and their
+  spread (sample standard deviation, worst minus best).
 
 The student's functions take their random numbers (``v0``, ``probes``) as arguments, so the
 student and the reference do the same arithmetic and can be compared tightly. The references are
@@ -23,24 +26,46 @@ margin over that and still catches any real mistake (a missing factor, a wrong s
 standard deviation). ``atol = 1e-9`` covers the exact zeros (a gradient at a critical point,
 the standard error of Hutchinson's estimate for a diagonal Hessian).
 
+``spread`` is compared with its own, tighter tolerances (`SPREAD_RTOL`, `SPREAD_ATOL`). Its
+reference trains all the nets at once with `coursekit.ensembles` (batched kernels under
+`torch.func.vmap`); a student trains them one by one in a loop. In float64 the two add the same
+products in another order, about 1e-16 relative per operation; gradient descent at these sizes
+does not amplify that much: measured on the digits, loop against ensemble, the test losses
+differ by at most 5e-16 relative after 40 steps and after 150 (widths 2, 8, 32). So
+``rtol = 1e-9`` leaves six orders of magnitude of margin, and still rejects every real mistake:
+one step more or less moves the losses by 1e-3 relative or more, no momentum by 50 %, float32
+training by 1e-7 to 3e-5 (the notebook asks for float64). ``atol = 1e-12`` only matters for a
+spread of 0. The reference's `coursekit.ensembles` is hidden while a submission is graded, like
+`coursekit.curvature`, so the reference cannot be called from a submission.
+
 Conventions (the notebook states them too): parameters form one flat vector in the order of
 ``model.parameters()``; power iteration normalises ``v0``, then repeats ``v <- Hv / ||Hv||``
 ``steps`` times, returns the Rayleigh quotient ``v'Hv`` of the last ``v`` and ``v`` itself with
 its sign chosen so that its entry of largest magnitude is positive; Hutchinson's standard error
 uses the sample standard deviation (``S - 1``); the index counts eigenvalues below ``-1e-6``.
+``spread``: net k is ``MLP([d, width, 10], generator=torch.Generator().manual_seed(k)).double()``,
+trained by ``torch.optim.SGD(lr=SPREAD_LR, momentum=SPREAD_MOMENTUM)`` for ``steps`` full-batch
+steps on the cross-entropy of the training set; its loss is the cross-entropy on the test set;
+the standard deviation is the sample one (``runs - 1``).
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ...data import Split, digits
 from ...models import MLP, OneOneOneNet
 from ..functions import TASKS, Task
 
 F64 = torch.float64
 HIDDEN = ("coursekit.curvature",)
+SPREAD_HIDDEN = (*HIDDEN, "coursekit.ensembles")  # the reference of `spread` trains with it
+SPREAD_LR, SPREAD_MOMENTUM = 0.2, 0.9
+SPREAD_RTOL, SPREAD_ATOL = 1e-9, 1e-12  # see the module docstring
 SEED = 2026_03  # every case below draws from a generator seeded from this
 INDEX_TOL = 1e-6  # eigenvalues below -INDEX_TOL are negative
 
@@ -175,6 +200,25 @@ def _classify_cases() -> list[tuple]:
     return [(torch.tensor(point, dtype=F64),) for point in POINTS]
 
 
+@functools.cache
+def _digits() -> Split:
+    return digits(dtype=F64)
+
+
+def spread_data() -> Split:
+    """The digits in float64 (1348 training and 449 test images of 8 x 8 pixels, standardised),
+    a fresh copy: every case of `spread` trains on it."""
+    data = _digits()
+    return Split(*(t.clone() for t in (data.x_train, data.y_train, data.x_test, data.y_test)))
+
+
+SPREAD_CASES = ((2, 5, 40), (8, 4, 30), (32, 3, 50))  # (width, runs, steps)
+
+
+def _spread_cases() -> list[tuple]:
+    return [(spread_data(), width, runs, steps) for width, runs, steps in SPREAD_CASES]
+
+
 # --- The references: products and Hessians from coursekit.curvature ------------------------
 
 
@@ -216,6 +260,24 @@ def _classify(w: Tensor) -> dict[str, Tensor | int]:
     }
 
 
+def _spread(data: Split, width: int, runs: int, steps: int) -> dict[str, Tensor]:
+    from coursekit.ensembles import Ensemble, evaluate, train_ensemble
+
+    classes = int(data.y_train.max()) + 1
+    models = [
+        MLP([data.x_train.shape[1], width, classes], generator=torch.Generator().manual_seed(k))
+        for k in range(runs)
+    ]
+    ensemble = Ensemble([m.double() for m in models])
+    optimizer = torch.optim.SGD(ensemble.parameters(), lr=SPREAD_LR, momentum=SPREAD_MOMENTUM)
+    if steps > 0:
+        train_ensemble(
+            ensemble, optimizer, F.cross_entropy, data.x_train, data.y_train, steps=steps
+        )
+    losses = evaluate(ensemble, data.x_test, data.y_test).loss  # (runs,)
+    return {"losses": losses, "std": losses.std(), "gap": losses.max() - losses.min()}
+
+
 TASKS["ps3.hvp"] = Task(
     reference=f"{__name__}:_hvp",
     cases=_hvp_cases,
@@ -254,4 +316,14 @@ TASKS["ps3.classify"] = Task(
     cases=_classify_cases,
     describe=tuple(f"(w1, w2) = ({a:g}, {b:g})" for a, b in POINTS),
     hidden=HIDDEN,
+)
+TASKS["ps3.spread"] = Task(
+    reference=f"{__name__}:_spread",
+    cases=_spread_cases,
+    describe=tuple(
+        f"width {width}, {runs} nets, {steps} steps" for width, runs, steps in SPREAD_CASES
+    ),
+    rtol=SPREAD_RTOL,
+    atol=SPREAD_ATOL,
+    hidden=SPREAD_HIDDEN,
 )

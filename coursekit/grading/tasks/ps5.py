@@ -1,6 +1,6 @@
 """Assignment 5, "Distributed SGD": what each answer is compared with.
 
-Five graded answers, each checked against a reference on the cases below
+Six graded answers, each checked against a reference on the cases below
 (``check_function("ps5.easgd_step", easgd_step)`` in a visible test, ``record_function`` in a
 hidden one):
 
@@ -10,12 +10,18 @@ hidden one):
   synchronous Downpour (push the accumulated updates, pull the server, then a local step);
 * ``mode_maps(eta, beta, tau, p)``: one period of synchronous EASGD on f(x) = x^2/2 split into
   the 2x2 mean-mode matrix and the difference-mode factor;
-* ``which_stable``: the student's verdict (two booleans) on the two settings of `SETTINGS`;
+* ``largest_stable_beta(eta, tau, p)``: the end of the interval of stable beta = p alpha for
+  the settings of `BETA_CASES`, to `BETA_TOL`;
 * ``simulate(X, y, x0, p, lr, alpha, tau, steps, batch_size, seed)``: synchronous EASGD of p
-  simulated workers on least squares, with the minibatches of a real p-process run.
+  simulated workers on least squares, with the minibatches of a real p-process run;
+* ``easgd_worker(X, y, x0, lr, alpha, tau, steps, batch_size, seed)``: one rank of a real
+  synchronous EASGD run, launched in `WORLD_SIZE` processes by `two_processes`; its result
+  must equal the simulation's, and it must send exactly one all-reduce of d numbers per
+  communication.
 
 The references are `coursekit.distributed.simulate` and `coursekit.distributed.stability`, called
-from the private functions at the end of this module. Both modules (and the modules that run the
+from the private functions at the end of this module (for ``largest_stable_beta``: a bisection
+to 1e-12 on `stability.stability_map`). Both modules (and the modules that run the
 same algorithms in real processes) are hidden while a submission is graded, so a submission
 that calls them fails there; the inputs are therefore built here with plain torch, and the
 least-squares gradient the notebook and the cases use is this module's own `least_squares_grads`.
@@ -31,14 +37,34 @@ relative, since the runs contract. The default ``rtol = 1e-6`` catches any real 
 wrong sign, the center updated from the new workers, a step in the wrong order inside the
 period).
 
-The real multi-process run of part 4 is not graded (the simulation it checks is, and the
-notebook skips the run in the grader's sandbox to save time): `easgd_rank` is the worker the
-notebook launches on the student's machine with `coursekit.distributed.runtime.launch` (a
-function defined in a notebook cannot be sent to a spawned process; one in this module can).
+``largest_stable_beta`` is compared with ``atol = BETA_TOL = 1e-3`` and no relative tolerance:
+the notebook asks for beta* to 1e-3, which a bisection on the student's own spectral radius
+reaches in 11 halvings of [0, 2]; an answer read off the stability map (81 x 81 grid, spacing
+0.025) or a guess does not. `BETA_CASES` are chosen so that the stable betas form one interval
+(0, beta*) with beta* < BETA_MAX = 2 (checked by brute force in tests/test_ps5.py), the answers
+are more than 0.05 apart (a constant passes at most one case), and in the last case the
+difference mode, not the mean mode, ends the interval (forgetting it fails that case).
+
+The real run (``easgd_worker``, part 4) runs in the grader's sandbox too: `two_processes`
+starts two processes with `coursekit.distributed.runtime.launch`, which joins them over TCP on
+127.0.0.1 (the sandbox's own loopback; its network namespace has nothing else). A function
+defined in a notebook cannot be sent to a spawned process by reference (pickle names its module,
+and a notebook is none), so `two_processes` sends the worker's source text, which each process
+compiles with the names of `_worker_globals` and runs. The record holds each rank's final x_i,
+its copy of the center and the bytes it sent through `runtime.all_reduce`; the reference is
+`simulate_easgd` with p = 2 and the byte count of one all-reduce of d float64 per communication
+step. The same rtol = 1e-6 applies: the all-reduce adds the same two elastic differences as the
+simulation's sum (the solution's real run and its simulation differ by 2e-16). What is checked is the numbers, not that they crossed between the processes:
+a worker that simulates both ranks and all-reduces a dummy tensor of the right size would pass,
+and a reader of the code would see it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import math
+import textwrap
 from collections.abc import Callable
 
 import torch
@@ -55,10 +81,14 @@ HIDDEN = (
 )
 SEED = 2026_05  # every case below draws from a generator seeded from this
 
-# Part 3's question: (eta, beta, tau, p) of settings A and B. A diverges (spectral radius of one
-# period about 1.32), B converges (about 0.044): the same p and tau, and the small step is the
-# unstable one.
-SETTINGS = {"A": (0.2, 1.9, 10, 1), "B": (1.5, 1.0, 10, 1)}
+# Part 3's question: the largest stable beta for these (eta, tau, p). The first has the closed
+# form (4 - 2 eta) / (4 - eta) = 6/7 (p = tau = 1); the second is the old setting "A"
+# (eta = 0.2, tau = 10), where beta = 1.9 diverges although beta* is about 1.61; in the last the
+# difference mode ends the interval (beta* = 0.19 / 0.45 = 0.4222...).
+BETA_CASES = ((0.5, 1, 1), (0.2, 10, 1), (1.8, 3, 4), (1.9, 2, 2))
+BETA_MAX = 2.0  # in every case the stable betas are (0, beta*) with beta* < BETA_MAX
+BETA_TOL = 1e-3
+WORLD_SIZE = 2  # processes of the real run
 
 
 def _generator(offset: int) -> torch.Generator:
@@ -154,8 +184,8 @@ def _mode_cases() -> list[tuple]:
     ]
 
 
-def _which_stable_cases() -> list[tuple]:
-    return [()]
+def _beta_cases() -> list[tuple]:
+    return list(BETA_CASES)
 
 
 # --- Part 4: the simulation -----------------------------------------------------------------
@@ -173,47 +203,95 @@ def _simulate_cases() -> list[tuple]:
     ]
 
 
-def easgd_rank(
-    X: Tensor,
-    y: Tensor,
-    x0: Tensor,
-    *,
-    lr: float,
-    alpha: float,
-    tau: int,
-    steps: int,
-    batch_size: int,
-    seed: int,
-) -> tuple[Tensor, Tensor]:
-    """One rank of a real synchronous EASGD run on least squares: returns ``(x_i, center)``.
+def _real_run_cases() -> list[tuple]:
+    X, y, x0 = problem(50, 3, 400)
+    # X, y, x0, lr, alpha, tau, steps, batch_size, seed: 10 communications in 30 steps, and a
+    # short batch at the end of every epoch (50 = 4 x 12 + 2)
+    return [(X, y, x0, 0.1, 0.2, 3, 30, 12, 3)]
 
-    Runs inside a process started by `coursekit.distributed.runtime.launch`, with the default
-    process group initialised. Rank r draws its t-th minibatch as the t-th item of
-    ``minibatches(n, batch_size, steps, seed=seed + r)``; every rank keeps its own copy of the
-    center, and at a communication step the elastic differences ``alpha (x_i - center)`` of all
-    ranks are summed by one all-reduce, so the copies stay equal.
-    """
-    # Written out by hand, not through `coursekit.distributed.sync.EASGD`: the notebook asks
-    # students to read this loop next to their own simulation. tests/test_ps5.py checks it
-    # against `simulate_easgd`, and tests/test_distributed_sim_vs_real.py checks the library's
-    # EASGD the same way.
+
+def _worker_globals() -> dict:
+    """What a worker's source may use without importing it: the notebook's names for them."""
     import torch.distributed as dist
 
-    from coursekit.distributed import runtime
+    from coursekit.distributed.runtime import all_reduce
     from coursekit.ensembles import minibatches
 
-    rank = dist.get_rank()
-    x, center = x0.clone(), x0.clone()
-    for t, index in enumerate(minibatches(len(X), batch_size, steps, seed=seed + rank)):
-        Xb, yb = X[index], y[index]  # (B, d), (B,)
-        grad = (2.0 / len(index)) * Xb.T @ (Xb @ x - yb)  # at the old x
-        if t % tau == 0:
-            elastic = alpha * (x - center)  # from the old x and the old center
-            center = center + runtime.all_reduce(elastic.clone())  # + the sum over all ranks
-            x = x - lr * grad - elastic
-        else:
-            x = x - lr * grad
-    return x, center
+    return {"torch": torch, "dist": dist, "all_reduce": all_reduce,
+            "minibatches": minibatches, "math": math}  # fmt: skip
+
+
+def _run_rank(source: str, name: str, *args) -> tuple[Tensor, Tensor, int]:
+    """In each launched process: compile the worker's source, run it, count what it sent."""
+    import linecache
+
+    from coursekit.distributed import runtime
+
+    filename = f"<{name}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace = {"__name__": "__worker__", **_worker_globals()}
+    exec(compile(source, filename, "exec"), namespace)
+    runtime.stats.reset()
+    result = namespace[name](*args)
+    if not (isinstance(result, tuple | list) and len(result) == 2):
+        raise TypeError(f"{name} returned a {type(result).__name__}; expected (x, center)")
+    x, center = (torch.as_tensor(t).detach().clone() for t in result)
+    return x, center, runtime.stats.bytes_sent
+
+
+_RUNS: dict[tuple, dict[str, Tensor]] = {}  # finished runs, by (source, arguments)
+
+
+def _digest(*tensors: Tensor) -> str:
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(str((t.dtype, tuple(t.shape))).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def run_source(source: str, name: str) -> Callable[..., dict[str, Tensor]]:
+    """`two_processes` for a worker given as source text defining the function `name`."""
+    source = textwrap.dedent(source)
+
+    def run(X, y, x0, lr, alpha, tau, steps, batch_size, seed) -> dict[str, Tensor]:
+        from coursekit.distributed.runtime import launch
+
+        key = (source, name, _digest(X, y, x0), lr, alpha, tau, steps, batch_size, seed)
+        if key not in _RUNS:
+            args = (X, y, x0, lr, alpha, tau, steps, batch_size, seed)
+            try:
+                ranks = launch(  # gloo: the tensors are on the CPU, also where CUDA is
+                    _run_rank, WORLD_SIZE, source, name, *args, backend="gloo", timeout=30.0
+                )
+            except RuntimeError as error:
+                failures = [ln for ln in str(error).splitlines() if " failed: " in ln]
+                if failures and all("failed: NotImplementedError" in ln for ln in failures):
+                    raise NotImplementedError(name) from None
+                raise
+            _RUNS[key] = {
+                "workers": torch.stack([x for x, _, _ in ranks]),
+                "centers": torch.stack([c for _, c, _ in ranks]),
+                "bytes_sent": torch.tensor([float(b) for _, _, b in ranks], dtype=F64),
+            }
+        return {k: v.clone() for k, v in _RUNS[key].items()}
+
+    run.__name__ = name
+    return run
+
+
+def two_processes(worker: Callable) -> Callable[..., dict[str, Tensor]]:
+    """`worker` as the ranks of a real run: ``run(X, y, x0, lr, ..., seed) -> dict`` of tensors.
+
+    ``run(*args)`` starts `WORLD_SIZE` processes with `coursekit.distributed.runtime.launch`;
+    each compiles `worker`'s source (a notebook's function cannot be pickled by reference) with
+    the names of `_worker_globals` only, and calls ``worker(*args)``, which returns its
+    ``(x_i, center)``. The result: ``"workers"`` (2, d) and ``"centers"`` (2, d), rank r in row
+    r, and ``"bytes_sent"`` (2,), what each rank sent through `runtime.all_reduce`. A run is
+    remembered by the worker's source and the arguments, so checking the same run again does not
+    start the processes again.
+    """
+    return run_source(inspect.getsource(worker), worker.__name__)
 
 
 # --- The references --------------------------------------------------------------------------
@@ -239,14 +317,16 @@ def _mode_maps(eta, beta, tau, p):
     return stability.easgd_mode_maps(eta, beta, tau=tau, p=p)
 
 
-def _which_stable() -> tuple[bool, bool]:
+def _largest_stable_beta(eta: float, tau: int, p: int) -> float:
+    """beta* by bisection on [0, BETA_MAX] to 1e-12: radius < 1 below it, >= 1 above."""
     from coursekit.distributed import stability
 
-    def stable(eta, beta, tau, p):
-        radius = stability.stability_map(_grid([eta]), _grid([beta]), tau=tau, p=p)
-        return bool(radius.item() < 1.0)
-
-    return stable(*SETTINGS["A"]), stable(*SETTINGS["B"])
+    lo, hi = 0.0, BETA_MAX
+    while hi - lo > 1e-12:
+        mid = (lo + hi) / 2
+        radius = stability.stability_map(_grid([eta]), _grid([mid]), tau=tau, p=p).item()
+        lo, hi = (mid, hi) if radius < 1.0 else (lo, mid)
+    return (lo + hi) / 2
 
 
 def _simulate(X, y, x0, p, lr, alpha, tau, steps, batch_size, seed):
@@ -265,6 +345,17 @@ def _simulate(X, y, x0, p, lr, alpha, tau, steps, batch_size, seed):
         seed=seed,
     )
     return result.workers, result.center
+
+
+def _real_run(X, y, x0, lr, alpha, tau, steps, batch_size, seed) -> dict[str, Tensor]:
+    workers, center = _simulate(X, y, x0, WORLD_SIZE, lr, alpha, tau, steps, batch_size, seed)
+    communications = len(range(0, steps, tau))  # t = 0, tau, 2 tau, ...
+    sent = communications * X.shape[1] * X.element_size()  # one all-reduce of d numbers each
+    return {
+        "workers": workers,
+        "centers": center.expand(WORLD_SIZE, -1),
+        "bytes_sent": torch.full((WORLD_SIZE,), float(sent), dtype=F64),
+    }
 
 
 TASKS["ps5.easgd_step"] = Task(
@@ -300,10 +391,12 @@ TASKS["ps5.mode_maps"] = Task(
     ),
     hidden=HIDDEN,
 )
-TASKS["ps5.which_stable"] = Task(
-    reference=f"{__name__}:_which_stable",
-    cases=_which_stable_cases,
-    describe=("(STABLE_A, STABLE_B)",),
+TASKS["ps5.largest_stable_beta"] = Task(
+    reference=f"{__name__}:_largest_stable_beta",
+    cases=_beta_cases,
+    describe=tuple(f"eta = {e:g}, tau = {t}, p = {p}" for e, t, p in BETA_CASES),
+    rtol=0.0,
+    atol=BETA_TOL,
     hidden=HIDDEN,
 )
 TASKS["ps5.simulate"] = Task(
@@ -315,5 +408,11 @@ TASKS["ps5.simulate"] = Task(
         "p = 4, tau = 3, batches of 8, 40 steps",
         "p = 3, tau = 5, batches of 12 out of 50 samples, 40 steps",
     ),
+    hidden=HIDDEN,
+)
+TASKS["ps5.real_run"] = Task(
+    reference=f"{__name__}:_real_run",
+    cases=_real_run_cases,
+    describe=("two processes, tau = 3, batches of 12 out of 50 samples, 30 steps",),
     hidden=HIDDEN,
 )
