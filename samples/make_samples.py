@@ -8,7 +8,7 @@ submission; ps2 has two more.
 
     ps1   ada    everything right                                           14 / 14
           ben    the Hessian without the bias, standardize divides by 0     10.5 / 14
-          cleo   an upload cut short: not a notebook at all                  0 / 14 and a note
+          cleo   os._exit(0) pasted into optimal_step: the kernel stops       7 / 14 and a note
     ps2   ada    everything right                                           18 / 18
           ben    SGD without dampening, Adam right, the rest blank           7 / 18
           cleo   everything right, in a renamed copy, with warnings         18 / 18 and a note
@@ -158,6 +158,19 @@ def standardize(x):
     return (x - x.mean(dim=0)) / x.std(dim=0, correction=0)
 """
 
+# A line pasted from a script ends the kernel's process while the answer cell runs: the parts
+# before it keep their points, nothing after it runs. (Not quit(): Jupyter's quit() stops the
+# kernel only after it has run another cell or two, so the points it costs would vary.)
+PS1_OPTIMAL_STEP_QUITS = """\
+import os
+
+os._exit(0)  # from the script version: stop here for now
+
+
+def optimal_step(h, g):
+    return ((g @ g) / (g @ h @ g)).item()
+"""
+
 
 def ps1(out: Path) -> None:
     source, release = _read("ps1")
@@ -166,9 +179,7 @@ def ps1(out: Path) -> None:
     write("ada", good)
     ben = with_answer(good, "hessian_solution", PS1_HESSIAN_WITHOUT_BIAS)
     write("ben", with_answer(ben, "standardize_solution", PS1_STANDARDIZE_UNGUARDED))
-    # The upload was cut off after the first kilobytes: not even JSON any more.
-    (out / "cleo").mkdir(parents=True, exist_ok=True)
-    (out / "cleo" / "ps1.ipynb").write_text(nbformat.writes(good)[:3000])
+    write("cleo", with_answer(good, "optimal_step_solution", PS1_OPTIMAL_STEP_QUITS))
 
 
 # --- ps3 --------------------------------------------------------------------------------------
@@ -301,7 +312,11 @@ SAMPLES: dict[str, dict[str, Sample]] = {
             "the Hessian without the bias, standardize divides a constant column by 0",
             {"test_hessian": 0, "test_standardize": 3},
         ),
-        "cleo": Sample("an upload cut short", None, ("is not a valid notebook",)),
+        "cleo": Sample(
+            "os._exit(0) pasted into optimal_step's cell: the kernel stops there",
+            {"test_optimal_step": 0, "test_standardize": 0, "test_gradient_descent": 0},
+            ("The kernel died in cell number",),
+        ),
     },
     "ps3": {
         "ada": Sample("everything right"),

@@ -2,8 +2,8 @@
 
 The solved notebook passing its visible checks is covered by test_notebooks.py (it executes every
 notebook in solutions/). Here the sandboxed grader grades the three sample submissions of
-samples/ps1 (ada: everything right; ben: partly right; cleo: no notebook at all, graded as the
-blank release) and one that calls the reference: each must earn exactly the points worked out
+samples/ps1 (ada: everything right; ben: partly right; cleo: a kernel that stops halfway) and
+one that calls the reference: each must earn exactly the points worked out
 from the parts (hessian 3, condition_number 2, max_stable_lr 2, optimal_step 2, standardize 2,
 gradient_descent 3: 14) and their cases (a part's points are split evenly over its inputs).
 """
@@ -64,10 +64,11 @@ def test_the_samples_are_what_make_samples_writes(tmp_path):
 
 
 def test_the_samples_earn_what_the_points_say():
-    """Full marks for ada; for ben the points of the cases he passes; nothing for cleo."""
+    """Full marks for ada; for ben the points of the cases he passes; for cleo the parts before
+    her kernel stopped (hessian 3, condition_number 2, max_stable_lr 2)."""
     assert SAMPLES.built_to_earn("ps1", "ada") == (TOTAL, TOTAL)
     assert SAMPLES.built_to_earn("ps1", "ben") == (TOTAL - 3 - 0.5, TOTAL)  # 0 of 4, 3 of 4
-    assert SAMPLES.built_to_earn("ps1", "cleo") == (0, TOTAL)
+    assert SAMPLES.built_to_earn("ps1", "cleo") == (3 + 2 + 2, TOTAL)
 
 
 def test_partial_answers_fail_exactly_the_cases_the_expected_score_assumes():
@@ -84,7 +85,7 @@ def test_partial_answers_fail_exactly_the_cases_the_expected_score_assumes():
 def graded(tmp_path_factory):
     course = tmp_path_factory.mktemp("course")
     notebooks = {student: nb for student, (nb, _) in SUBMISSIONS.items()}
-    for student in STUDENTS:  # the files as they are: cleo's is no notebook
+    for student in STUDENTS:  # the files as they are
         notebooks[student] = (ROOT / "samples/ps1" / student / "ps1.ipynb").read_bytes()
     return course, grade_notebooks(
         course, "ps1", notebooks, cell_timeout=CELL_TIMEOUT, notebook_timeout=NOTEBOOK_TIMEOUT
