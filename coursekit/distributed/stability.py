@@ -275,11 +275,7 @@ def admm_round_robin_map(eta: Tensor | float, rho: Tensor | float, p: int) -> Te
 
     Returns (..., 2p+1, 2p+1) for ``eta`` and ``rho`` broadcast against each other.
     """
-    result = None
-    for i in range(p):
-        for sub in admm_sub_maps(eta, rho, p, i):
-            result = sub if result is None else sub @ result
-    return result
+    return _compose([sub for i in range(p) for sub in admm_sub_maps(eta, rho, p, i)])
 
 
 def admm_spectral_radius(etas: Tensor, rhos: Tensor, *, p: int) -> Tensor:
