@@ -34,7 +34,9 @@ setup() {
   # torch goes in first and pinned: pyproject.toml only asks for a range, and pip resolving a
   # bare range on a machine without torch would pull the newest CUDA build (gigabytes).
   "$py" -c "import torch" 2>/dev/null || "$py" -m pip install --quiet "$TORCH_SPEC"
-  "$py" -m pip install --quiet -e ".[dev]"
+  # The library alone is `pip install -e .`; the course (build, grading, JupyterLab) is the
+  # `course` extra, the tests the `dev` extra.
+  "$py" -m pip install --quiet -e ".[course,dev]"
   "$py" -m coursekit slides-assets
   # As root, sandboxed kernels run as a dedicated user from a venv of their own.
   if [ "$(id -u)" = 0 ] && command -v bwrap >/dev/null; then

@@ -195,23 +195,29 @@ def release_and_grade_samples(
 ) -> list[SampleGrades]:
     """Generate ``assignments/`` from ``solutions/``, then grade ``samples/<assignment>``.
 
-    Raises RuntimeError when nbgrader cannot generate a release version. Grading needs the
-    sandbox (bubblewrap); where it is missing every assignment is returned as skipped.
+    Each student version is generated once (which also records the assignment in the gradebook)
+    and the samples are graded against it. Raises RuntimeError when nbgrader cannot generate a
+    student version. Grading needs the sandbox (bubblewrap); where it is missing every
+    assignment is returned as skipped.
     """
     # Imported here: nbgrader costs seconds to import and a plain notebook build needs none of it.
-    from .grading import grade, release, sandbox
+    from .grading import grade, sandbox
+    from .grading.course import Course
 
     root, out = Path(root).resolve(), Path(out).resolve()
+    course = Course(root)
     reports = []
-    for assignment in release.generate(root):
+    for assignment in course.assignments():
+        course.generate_release(assignment)
         samples = root / SAMPLES / assignment
         if not samples.is_dir():
             continue
         report = SampleGrades(assignment, out / "grades" / assignment)
         try:
             report.rows = grade.grade(
-                root, assignment, samples, report.out, jobs=jobs, progress=progress
-            )
+                course, assignment, samples, report.out, jobs=jobs, recorded=True,
+                progress=progress,
+            )  # fmt: skip
         except sandbox.SandboxUnavailable as exc:
             report.error, report.skipped = str(exc), True
         except (ValueError, RuntimeError) as exc:

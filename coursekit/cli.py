@@ -7,6 +7,11 @@
 
 Each subcommand is an ``_add_<name>(subparsers)`` function that declares its arguments and
 sets ``run``, a function from the parsed arguments to an exit status; add one to ``COMMANDS``.
+
+The commands are the course's tooling: they need the ``course`` extra
+(``pip install 'coursekit[course]'``: papermill, nbconvert, nbgrader, JupyterLab). The library
+(``import coursekit.optim`` ...) needs none of it, so this module imports those packages only
+inside the commands, and says which extra to install when one is missing.
 """
 
 from __future__ import annotations
@@ -19,10 +24,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import build, slides
+# Top-level packages of the `course` extra (pyproject.toml): a command that cannot import one
+# of these says which extra to install instead of showing a traceback.
+COURSE_PACKAGES = frozenset(
+    {
+        "jupyterlab", "jupyter_server", "jupyter_server_mathjax", "jupyter_client", "nbgrader",
+        "papermill", "nbconvert", "nbclient", "nbformat", "ipykernel", "IPython", "traitlets",
+        "safetensors",
+    }
+)  # fmt: skip
 
 
 def _add_build(subparsers: argparse._SubParsersAction) -> None:
+    from . import build
+
     p = subparsers.add_parser(
         "build",
         help="execute the notebooks and render the lectures as offline slides",
@@ -70,6 +85,8 @@ def _add_build(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_build(args: argparse.Namespace) -> int:
+    from . import build, slides
+
     if args.jobs < 1 or args.timeout <= 0:
         print("coursekit build: --jobs must be >= 1 and --timeout > 0", file=sys.stderr)
         return 2
@@ -114,6 +131,8 @@ def _grade_samples(root: Path, out: Path, jobs: int) -> bool:
     True when something failed. A machine without the sandbox builds everything else and says
     so: it is a missing tool, like a missing GPU, not a broken course.
     """
+    from . import build
+
     try:
         reports = build.release_and_grade_samples(root, out, jobs=jobs)
     except RuntimeError as exc:
@@ -141,6 +160,8 @@ def _parse_param(text: str) -> tuple[str, Any]:
 
 
 def _add_slides_assets(subparsers: argparse._SubParsersAction) -> None:
+    from . import slides
+
     p = subparsers.add_parser(
         "slides-assets",
         help="fetch the pinned reveal.js, require.js and jQuery (once, with npm) for offline slides",
@@ -153,6 +174,8 @@ def _add_slides_assets(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_slides_assets(args: argparse.Namespace) -> int:
+    from . import slides
+
     cache = slides.cache_dir(args.root)
     try:
         fetched = slides.fetch_assets(cache, force=args.force)
@@ -197,6 +220,7 @@ def _add_grade(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_grade(args: argparse.Namespace) -> int:
     from .grading import grade, sandbox
+    from .grading.course import Timeouts
 
     out = args.out if args.out is not None else args.root / "build" / "grades" / args.assignment
     try:
@@ -206,8 +230,7 @@ def _run_grade(args: argparse.Namespace) -> int:
             args.submissions,
             out,
             jobs=args.jobs,
-            cell_timeout=args.timeout,
-            notebook_timeout=args.notebook_timeout,
+            timeouts=Timeouts(cell=args.timeout, notebook=args.notebook_timeout),
         )
     except (ValueError, sandbox.SandboxUnavailable, RuntimeError) as exc:
         print(f"coursekit grade: {exc}", file=sys.stderr)
@@ -247,7 +270,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``coursekit`` command line; return its exit status."""
     parser = argparse.ArgumentParser(prog="coursekit", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(metavar="COMMAND", required=True)
-    for add in COMMANDS:
-        add(subparsers)
-    args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        for add in COMMANDS:
+            add(subparsers)
+        args = parser.parse_args(argv)
+        return args.run(args)
+    except ModuleNotFoundError as error:
+        package = (error.name or "").partition(".")[0]
+        if package not in COURSE_PACKAGES:
+            raise
+        print(
+            f"coursekit: the course tools are not installed ({package} is missing): "
+            "pip install 'coursekit[course]'",
+            file=sys.stderr,
+        )
+        return 2

@@ -22,7 +22,15 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import skip_init
 
-__all__ = ["ACTIVATIONS", "DeepLinear", "LinearUnit", "MLP", "OneOneOneNet", "relu_path_sum"]
+__all__ = [
+    "ACTIVATIONS",
+    "DeepLinear",
+    "LinearUnit",
+    "MLP",
+    "OneOneOneNet",
+    "ParameterVector",
+    "relu_path_sum",
+]
 
 #: Activation names accepted by `MLP`.
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -83,6 +91,22 @@ class LinearUnit(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.linear(x).squeeze(-1)  # (N, 1) -> (N,)
+
+
+class ParameterVector(nn.Module):
+    r"""A model that is one trainable vector :math:`\theta`, for losses written in it directly.
+
+    With ``loss_fn = lambda m: 0.5 * m.theta @ A @ m.theta + b @ m.theta`` the Hessian is
+    :math:`A` everywhere, which is how assignment 3 tests Hessian-vector products and power
+    iteration on a known spectrum with the same ``(model, loss_fn)`` interface as a network.
+
+    Args:
+        theta: the starting point, copied.
+    """
+
+    def __init__(self, theta: Tensor) -> None:
+        super().__init__()
+        self.theta = nn.Parameter(theta.detach().clone())
 
 
 class OneOneOneNet(nn.Module):

@@ -357,7 +357,7 @@ def built_to_earn(assignment: str, student: str) -> tuple[float, float]:
     """(score, max score) that `SAMPLES[assignment][student]` is built to earn.
 
     Each test cell's points come from the assignment's source notebook, its number of cases from
-    its task (`coursekit.grading.functions.TASKS`); a cell passing k of n cases earns
+    its task (`coursekit.grading.registry`); a cell passing k of n cases earns
     ``round(points * k / n, 2)``, as the grader splits a part's points.
     """
     from coursekit.grading import functions

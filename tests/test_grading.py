@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import zipfile
 from pathlib import Path
 
@@ -12,7 +11,16 @@ import nbformat
 import pytest
 import torch
 
-from coursekit.grading import assemble, grade, optimizers, records, release, sandbox, score
+from coursekit.grading import (
+    assemble,
+    collect,
+    grade,
+    optimizers,
+    records,
+    registry,
+    sandbox,
+    score,
+)
 from coursekit.grading.submissions import solved, with_cell, without
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +28,7 @@ SOURCE = nbformat.read(ROOT / "solutions/ps2/ps2.ipynb", as_version=4)
 RELEASE = nbformat.read(ROOT / "assignments/ps2/ps2.ipynb", as_version=4)
 
 
-def _record_output(kind="optimizer", key="sgd", tensors=None, errors=None) -> dict:
+def _record_output(kind="optimizer", key="ps2.sgd", tensors=None, errors=None) -> dict:
     """What `records.emit` puts in a notebook, built without a kernel."""
     from safetensors.torch import save
 
@@ -35,7 +43,7 @@ def _record_output(kind="optimizer", key="sgd", tensors=None, errors=None) -> di
 def test_record_round_trip_keeps_values_dtype_and_shape():
     x = torch.randn(4, 5, dtype=torch.float64)
     record = records.read(_record_output(tensors={"a": x, "b": x.float()}))
-    assert record.kind == "optimizer" and record.key == "sgd"
+    assert record.kind == "optimizer" and record.key == "ps2.sgd"
     assert torch.equal(record.tensors["a"], x) and record.tensors["b"].dtype == torch.float32
     assert type(record.tensors["a"]) is torch.Tensor
 
@@ -70,11 +78,11 @@ def test_a_pickle_is_never_loaded():
 # ---- the optimizer checks: independent reference (torch.optim) against coursekit's ----------
 
 
-@pytest.mark.parametrize("key", sorted(optimizers.CASES))
+@pytest.mark.parametrize("key", sorted(registry.tasks_of("ps2")))
 def test_torch_optim_passes_every_check(key):
     tensors = {
         f"{i}/{v}": optimizers.trajectory(getattr(torch.optim, ref), hyper, v)
-        for i, (ref, hyper) in enumerate(optimizers.CASES[key])
+        for i, (ref, hyper) in enumerate(optimizers.task(key).cases)
         for v in optimizers.variants()
     }
     verdict = optimizers.grade_optimizer(key, tensors, {})
@@ -89,10 +97,10 @@ def test_a_wrong_optimizer_fails_where_it_is_wrong():
 
     tensors = {
         f"{i}/{v}": optimizers.trajectory(NoDampening, hyper, v)
-        for i, (_, hyper) in enumerate(optimizers.CASES["sgd_momentum"])
+        for i, (_, hyper) in enumerate(optimizers.task("ps2.sgd_momentum").cases)
         for v in optimizers.variants()
     }
-    verdict = optimizers.grade_optimizer("sgd_momentum", tensors, {})
+    verdict = optimizers.grade_optimizer("ps2.sgd_momentum", tensors, {})
     per_case = len(optimizers.variants())
     assert (verdict.passed, verdict.total) == (2 * per_case, 3 * per_case)
     assert any("dampening=0.5" in line and "step 2" in line for line in verdict.lines)
@@ -128,20 +136,20 @@ def test_records_of_the_wrong_kind_or_key_do_not_count():
     # A correct SGD record placed in the Adam test cell earns nothing there.
     sgd = {
         f"{i}/{v}": optimizers.trajectory(torch.optim.SGD, hyper, v)
-        for i, (_, hyper) in enumerate(optimizers.CASES["sgd"])
+        for i, (_, hyper) in enumerate(optimizers.task("ps2.sgd").cases)
         for v in optimizers.variants()
     }
-    cell = nbformat.v4.new_code_cell('record_optimizer("adam", Adam)')
+    cell = nbformat.v4.new_code_cell('record_optimizer("ps2.adam", Adam)')
     cell.metadata["nbgrader"] = {"grade": True, "grade_id": "t", "points": 3, "solution": False}
-    cell.outputs = [nbformat.from_dict(_record_output(key="sgd", tensors=sgd))]
+    cell.outputs = [nbformat.from_dict(_record_output(key="ps2.sgd", tensors=sgd))]
     assert score.score_cell(cell)[0] == 0
-    cell.outputs = [nbformat.from_dict(_record_output(key="adam", tensors=sgd))]
+    cell.outputs = [nbformat.from_dict(_record_output(key="ps2.adam", tensors=sgd))]
     assert score.score_cell(cell)[0] == 0
 
 
 def test_expected_records_come_from_the_cell_source():
-    src = 'x = 1\nrecord_optimizer("adam", Adam)\ncoursekit.grading.record_optimizer("sgd", S)\n'
-    assert score.expected_records(src) == [("optimizer", "adam"), ("optimizer", "sgd")]
+    src = 'x = 1\nrecord_optimizer("ps2.adam", Adam)\ncoursekit.grading.record_optimizer("ps2.sgd", S)\n'
+    assert score.expected_records(src) == [("optimizer", "ps2.adam"), ("optimizer", "ps2.sgd")]
     assert score.expected_records("record_optimizer(name, Adam)") == []  # not a literal
     assert score.expected_records("record_unknown('a', b)") == []
     assert score.expected_records("def (") == []
@@ -150,12 +158,12 @@ def test_expected_records_come_from_the_cell_source():
 def test_partial_credit_is_points_times_fraction_passed():
     tensors = {
         f"{i}/{v}": optimizers.trajectory(torch.optim.Adam, hyper, v)
-        for i, (_, hyper) in enumerate(optimizers.CASES["adam"][:2])
+        for i, (_, hyper) in enumerate(optimizers.task("ps2.adam").cases[:2])
         for v in optimizers.variants()
     }  # two of the three cases recorded
-    cell = nbformat.v4.new_code_cell('record_optimizer("adam", Adam)')
+    cell = nbformat.v4.new_code_cell('record_optimizer("ps2.adam", Adam)')
     cell.metadata["nbgrader"] = {"grade": True, "grade_id": "t", "points": 3, "solution": False}
-    cell.outputs = [nbformat.from_dict(_record_output(key="adam", tensors=tensors))]
+    cell.outputs = [nbformat.from_dict(_record_output(key="ps2.adam", tensors=tensors))]
     earned, lines = score.score_cell(cell)
     assert earned == 2.0
     assert any("no result recorded" in line for line in lines)
@@ -181,7 +189,7 @@ def test_reassembly_restores_deleted_edited_and_retyped_test_cells():
     graded, notes = assemble.reassemble(nb, SOURCE, RELEASE)
     assert _grade_ids(graded) == _grade_ids(SOURCE)
     by_id = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in graded.cells}
-    assert 'record_optimizer("adam"' in by_id["test_adam"].source  # hidden tests are back
+    assert 'record_optimizer("ps2.adam"' in by_id["test_adam"].source  # hidden tests are back
     assert by_id["test_adagrad"].metadata.nbgrader["points"] == 2
     text = " ".join(notes)
     assert "'test_adam' was deleted" in text
@@ -231,16 +239,16 @@ def _notebook_bytes(nb=RELEASE) -> bytes:
 
 
 def test_renamed_and_invalid_notebooks_are_named_in_notes():
-    renamed = grade.Submission("a", {"ps2-Copy1.ipynb": _notebook_bytes()})
-    assert grade.choose_notebooks(renamed, ["ps2.ipynb"])["ps2.ipynb"] is not None
+    renamed = collect.Submission("a", {"ps2-Copy1.ipynb": _notebook_bytes()})
+    assert collect.choose_notebooks(renamed, ["ps2.ipynb"])["ps2.ipynb"] is not None
     assert "ps2-Copy1.ipynb was graded in its place" in renamed.notes[0]
-    broken = grade.Submission("b", {"ps2.ipynb": b"{not json"})
-    assert grade.choose_notebooks(broken, ["ps2.ipynb"]) == {"ps2.ipynb": None}
+    broken = collect.Submission("b", {"ps2.ipynb": b"{not json"})
+    assert collect.choose_notebooks(broken, ["ps2.ipynb"]) == {"ps2.ipynb": None}
     assert "not a valid notebook" in broken.notes[0]
-    nothing = grade.Submission("c", {})
-    assert grade.choose_notebooks(nothing, ["ps2.ipynb"]) == {"ps2.ipynb": None}
-    exact = grade.Submission("d", {"ps2.ipynb": _notebook_bytes(), "ps2-Copy1.ipynb": b"x"})
-    assert grade.choose_notebooks(exact, ["ps2.ipynb"])["ps2.ipynb"] == _notebook_bytes()
+    nothing = collect.Submission("c", {})
+    assert collect.choose_notebooks(nothing, ["ps2.ipynb"]) == {"ps2.ipynb": None}
+    exact = collect.Submission("d", {"ps2.ipynb": _notebook_bytes(), "ps2-Copy1.ipynb": b"x"})
+    assert collect.choose_notebooks(exact, ["ps2.ipynb"])["ps2.ipynb"] == _notebook_bytes()
 
 
 def test_zip_with_a_wrapping_folder_and_hostile_members(tmp_path):
@@ -253,14 +261,14 @@ def test_zip_with_a_wrapping_folder_and_hostile_members(tmp_path):
         link.external_attr = 0o120777 << 16  # a symlink
         z.writestr(link, "/etc/shadow")
         z.writestr("course/__MACOSX/alice/._ps2.ipynb", b"junk")
-    found = {s.student_id: s for s in grade.collect(path)}
+    found = {s.student_id: s for s in collect.read(path)}
     assert set(found) >= {"alice", "bob", "carol"}
     assert list(found["alice"].files) == ["ps2.ipynb"] and list(found["bob"].files) == [
         "work/ps2.ipynb"
     ]
     assert found["carol"].files == {} and "not a plain file" in found["carol"].notes[0]
     assert all(".." not in f for s in found.values() for f in s.files)
-    assert not grade.STUDENT_ID.match("..") and not grade.STUDENT_ID.match(".hidden")
+    assert not collect.STUDENT_ID.match("..") and not collect.STUDENT_ID.match(".hidden")
 
 
 def test_folder_submissions_skip_symlinks_and_huge_files(tmp_path):
@@ -270,12 +278,12 @@ def test_folder_submissions_skip_symlinks_and_huge_files(tmp_path):
     (tmp_path / "mallory/ps2.ipynb").symlink_to(tmp_path / "alice/ps2.ipynb")
     (tmp_path / "zed").mkdir()
     with open(tmp_path / "zed/ps2.ipynb", "wb") as f:
-        f.truncate(grade.MAX_NOTEBOOK_BYTES + 1)
-    found = {s.student_id: s for s in grade.collect(tmp_path)}
+        f.truncate(collect.MAX_NOTEBOOK_BYTES + 1)
+    found = {s.student_id: s for s in collect.read(tmp_path)}
     assert found["alice"].files and not found["mallory"].files and not found["zed"].files
     assert "not a regular file" in found["mallory"].notes[0]
     with pytest.raises(ValueError, match="submissions"):
-        grade.collect(tmp_path / "alice/ps2.ipynb")
+        collect.read(tmp_path / "alice/ps2.ipynb")
 
 
 def test_csv_has_the_promised_columns_and_blank_scores_for_failures():
@@ -291,7 +299,7 @@ def test_notes_never_quote_a_hidden_test_and_each_is_one_csv_line():
     """A timeout message that previews a test cell must not carry its hidden tests anywhere."""
     message = (
         "CellTimeoutError: A cell timed out.\nHere is a preview of the cell contents:\n"
-        '### BEGIN HIDDEN TESTS\nrecord_optimizer("adam", Adam)\n### END HIDDEN TESTS\n'
+        '### BEGIN HIDDEN TESTS\nrecord_optimizer("ps2.adam", Adam)\n### END HIDDEN TESTS\n'
         "check_optimizer(Adam)"
     )
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
@@ -347,37 +355,3 @@ def _cells(nb):
     return [(c.cell_type, c.source, c.metadata.get("nbgrader")) for c in nb.cells]
 
 
-@pytest.mark.parametrize("assignment", release.assignments(ROOT))
-def test_assignments_folder_is_generated_from_solutions(assignment, tmp_path):
-    release.generate(ROOT, assignment, tmp_path)
-    made = sorted(
-        p.relative_to(tmp_path / assignment)
-        for p in (tmp_path / assignment).rglob("*")
-        if p.is_file()
-    )
-    committed = sorted(
-        p.relative_to(ROOT / "assignments" / assignment)
-        for p in (ROOT / "assignments" / assignment).rglob("*")
-        if p.is_file()
-    )
-    assert made == committed, (
-        "run `coursekit build` (or nbgrader generate_assignment) and commit assignments/"
-    )
-    for name in made:
-        if name.suffix == ".ipynb":
-            ours = nbformat.read(ROOT / "assignments" / assignment / name, as_version=4)
-            fresh = nbformat.read(tmp_path / assignment / name, as_version=4)
-            assert _cells(ours) == _cells(fresh), f"assignments/{assignment}/{name} is stale"
-        else:
-            assert (ROOT / "assignments" / assignment / name).read_bytes() == (
-                tmp_path / assignment / name
-            ).read_bytes()
-
-
-def test_release_hides_solutions_and_hidden_tests():
-    text = json.dumps(RELEASE)
-    assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text
-    assert 'record_optimizer(\\"' not in text
-    answers = [c for c in RELEASE.cells if c.metadata.get("nbgrader", {}).get("solution")]
-    assert len(answers) == 7
-    assert all("raise NotImplementedError()" in c.source for c in answers)

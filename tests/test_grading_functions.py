@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save
 
-from coursekit.grading import functions, records, score
+from coursekit.grading import functions, records, registry, score
 
 
 def _symmetric_matrices():
@@ -21,8 +21,8 @@ def _symmetric_matrices():
     return out
 
 
-TASK = functions.Task(
-    reference="torch.linalg:eigvalsh",
+TASK = functions.FunctionTask(
+    reference=torch.linalg.eigvalsh,
     cases=_symmetric_matrices,
     describe=("a 2x2 matrix", "a 3x3 matrix", "a 5x5 matrix"),
     hidden=("coursekit.curvature",),
@@ -31,7 +31,7 @@ TASK = functions.Task(
 
 @pytest.fixture(autouse=True)
 def _task(monkeypatch):
-    monkeypatch.setitem(functions.TASKS, "test.eigenvalues", TASK)
+    monkeypatch.setitem(registry.TASKS, "test.eigenvalues", TASK)
     functions._expected.cache_clear()
     yield
     functions._expected.cache_clear()
@@ -131,7 +131,7 @@ def test_a_function_task_scores_a_test_cell_and_hides_the_reference_module():
     cell.outputs = [nbformat.from_dict(_emitted(breaks_on_large))]
     assert score.score_cell(cell)[0] == 2.0  # 3 points x 2 of 3 cases
     nb = nbformat.v4.new_notebook(cells=[cell, nbformat.v4.new_code_cell("x = 1")])
-    optimizer_cell = nbformat.v4.new_code_cell('record_optimizer("adam", Adam)')
+    optimizer_cell = nbformat.v4.new_code_cell('record_optimizer("ps2.adam", Adam)')
     optimizer_cell.metadata["nbgrader"] = dict(cell.metadata["nbgrader"], grade_id="u")
     nb.cells.append(optimizer_cell)
     assert score.hidden_modules(nb) == ["coursekit.curvature", "coursekit.optim", "torch.optim.*"]

@@ -50,6 +50,8 @@ from torch import Tensor
 
 from coursekit.ensembles import minibatches
 
+from .least_squares import least_squares_grads
+
 __all__ = [
     "Simulation",
     "admm_center_step",
@@ -58,7 +60,6 @@ __all__ = [
     "downpour_step",
     "eamsgd_step",
     "easgd_step",
-    "least_squares_grads",
     "local_sgd_step",
     "simulate_admm_round_robin",
     "simulate_downpour",
@@ -185,16 +186,6 @@ def downpour_step(
 # ---------------------------------------------------------------------------------------------
 # Least squares with data, following the conventions of real runs.
 # ---------------------------------------------------------------------------------------------
-
-
-def least_squares_grads(X: Tensor, y: Tensor, w: Tensor) -> Tensor:
-    r"""Gradients of ``F.mse_loss(X_b w, y_b)`` for a batch of workers at once.
-
-    ``X`` (p, B, d), ``y`` (p, B), ``w`` (p, d) -> (p, d):
-    :math:`g_i = \tfrac{2}{B} X_{i}^\top (X_{i} w_i - y_{i})`.
-    """
-    residual = torch.einsum("pbd,pd->pb", X, w) - y  # (p, B)
-    return (2.0 / X.shape[1]) * torch.einsum("pbd,pb->pd", X, residual)
 
 
 def _check(workers: int, lr: float, tau: int, steps: int, batch_size: int) -> None:

@@ -1,7 +1,7 @@
 """Checking a student's function against a reference function on fixed inputs.
 
 Assignments 1 and 3 ask for functions (the Hessian of a linear unit, a Hessian-vector product,
-power iteration, ...), not optimizers. A `Task` names the reference and the inputs; like
+power iteration, ...), not optimizers. A `FunctionTask` names the reference and the inputs; like
 `coursekit.grading.optimizers`, the same inputs are built in two places:
 
 * in the student's kernel, where `check_function` (visible test: compare and explain) and
@@ -10,7 +10,8 @@ power iteration, ...), not optimizers. A `Task` names the reference and the inpu
 * in the grader's own process, where `grade_function` calls the reference on the same inputs
   and compares.
 
-Tasks live in `TASKS` under keys ``"<assignment>.<name>"`` (``"ps1.hessian"``). A task's inputs
+Tasks are registered in `coursekit.grading.registry.TASKS` under keys ``"<assignment>.<name>"``
+(``"ps1.hessian"``) by their assignment's module in `coursekit.grading.tasks`. A task's inputs
 come from a function of no arguments that builds them from fixed seeds, so both sides get the
 same numbers; it is called afresh for every use because a student's function may modify its
 arguments. Results may be a tensor, a number, or a tuple/list/dict of them: each leaf is one
@@ -20,7 +21,6 @@ tensor of the record, compared in float64 with the task's tolerances.
 from __future__ import annotations
 
 import functools
-import importlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,15 +28,17 @@ from typing import Any
 
 import torch
 
-from .optimizers import Verdict
+from . import registry
+from .verdict import Verdict
 
 
 @dataclass(frozen=True)
-class Task:
+class FunctionTask:
     """What a student's function must compute.
 
     Attributes:
-        reference: ``"module:function"``, imported only where it is compared.
+        reference: the function the student's is compared with. It imports the library module
+            it wraps when called, because that module is hidden in the student's kernel.
         cases: builds the argument tuples, one per case, from fixed seeds.
         describe: one short phrase per case for messages (default: "case 1", ...).
         rtol, atol: tolerances of the float64 comparison.
@@ -44,7 +46,7 @@ class Task:
             own module, when calling it would answer the question).
     """
 
-    reference: str
+    reference: Callable
     cases: Callable[[], Sequence[tuple]]
     describe: Sequence[str] = ()
     rtol: float = 1e-6
@@ -52,28 +54,15 @@ class Task:
     hidden: tuple[str, ...] = ()
 
 
-TASKS: dict[str, Task] = {}
+def task(key: str) -> FunctionTask:
+    """The function task `key` (KeyError if there is none, or it is not a function task)."""
+    found = registry.task(key)
+    if not isinstance(found, FunctionTask):
+        raise KeyError(f"{key!r} is not a function task")
+    return found
 
 
-def task(key: str) -> Task:
-    """The task `key`, loading its assignment's module (``coursekit.grading.tasks.<ps>``)."""
-    if key not in TASKS:
-        assignment = key.partition(".")[0]
-        try:
-            importlib.import_module(f"{__package__}.tasks.{assignment}")
-        except ModuleNotFoundError:
-            pass
-    if key not in TASKS:
-        raise KeyError(f"no grading task {key!r}")
-    return TASKS[key]
-
-
-def _reference(task: Task) -> Callable:
-    module, _, name = task.reference.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def _label(task: Task, i: int) -> str:
+def _label(task: FunctionTask, i: int) -> str:
     return task.describe[i] if i < len(task.describe) else f"case {i + 1}"
 
 
@@ -95,7 +84,7 @@ def _leaves(result: Any, prefix: str = "") -> dict[str, torch.Tensor]:
     return out
 
 
-def _difference(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], task: Task):
+def _difference(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], task: FunctionTask):
     """None if equal within tolerance, else a sentence a student can act on."""
     if set(actual) != set(expected):
 
@@ -119,7 +108,7 @@ def _difference(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tenso
 def _expected(key: str, case: int) -> dict[str, torch.Tensor]:
     """The reference's result for one case, computed once per grading process."""
     t = task(key)
-    return _leaves(_reference(t)(*t.cases()[case]))
+    return _leaves(t.reference(*t.cases()[case]))
 
 
 def _run(fn: Callable, args: tuple) -> dict[str, torch.Tensor]:
@@ -133,7 +122,7 @@ def check_function(key: str, fn: Callable) -> None:
     otherwise.
     """
     t = task(key)
-    cases, reference = t.cases(), _reference(t)
+    cases, reference = t.cases(), t.reference
     for i in range(len(cases)):
         label = _label(t, i)
         try:

@@ -2,16 +2,21 @@
 
     coursekit grade ps2 submissions/ --jobs 4 --out build/grades/ps2
 
-SUBMISSIONS holds one folder per student id with that student's notebook(s), or is a zip of
-such folders (as learning-management systems export them, optionally inside one top folder).
-For each student this command
+The trail from the command line to ``grades.csv``, in one pass:
 
-1. collects the notebook: exact name, else a renamed copy (``ps2-Copy1.ipynb``), checked to be
-   a notebook (an unreadable file is graded as the blank release, with a note);
-2. runs ``nbgrader autograde`` and ``nbgrader generate_feedback`` for that student alone, in a
-   process of its own, N students at a time (the course's ``nbgrader_config.py`` makes nbgrader
-   execute in a sandbox and score outside it: see `coursekit.grading.pipeline`);
-3. reads the score from the gradebook and the notes from the autograded notebook.
+1. `grade` reads the course once (`course.Course`: ``nbgrader_config.py`` parsed, this run's
+   `course.Timeouts` applied) and records the assignment in the gradebook
+   (`Course.generate_release` into a scratch folder, unless the caller just generated it);
+2. `collect.collect` turns SUBMISSIONS into one notebook per expected name and student, with
+   notes on what was wrong (a renamed copy, a file that is no notebook);
+3. `_place` writes each notebook where nbgrader expects a submission;
+4. `_run_workers` grades N students at a time, each worker a process that runs
+   `_grade_in_worker`: ``nbgrader autograde`` then ``generate_feedback`` through nbgrader's API
+   on the same parsed configuration. The configuration's steps (`coursekit.grading.pipeline`)
+   reassemble the notebook on the instructor's source, execute it in a sandbox and score the
+   records outside it; the collection notes go in as a setting of the scoring step, so the
+   feedback shows them, and the grader's own notes come back with the result;
+5. `_row` reads the score from the gradebook and keeps the notes; `write_csv` writes the rows.
 
 It writes ``OUT/grades.csv`` (student_id, score, max_score, status, error) sorted by student,
 ``OUT/feedback/<student_id>/*.html`` and ``OUT/logs/<student_id>.log``. A submission whose
@@ -23,208 +28,88 @@ from __future__ import annotations
 import csv
 import html
 import io
-import os
-import re
 import shutil
-import stat
-import sys
 import tempfile
-import zipfile
+from collections.abc import Iterator
 from concurrent.futures import as_completed
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from dataclasses import dataclass
+from pathlib import Path
 
-import nbformat
 from tqdm.auto import tqdm
 
-from . import release as release_module
 from . import sandbox
-from .score import set_notes
+from .collect import Submission, collect
+from .course import Course, Timeouts
 
-STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$")
-MAX_NOTEBOOK_BYTES = 20 * 2**20
 COLUMNS = ("student_id", "score", "max_score", "status", "error")
 
 
 @dataclass
-class Submission:
-    """One student's files for an assignment, and what was wrong with them."""
-
-    student_id: str
-    files: dict[str, bytes] = field(default_factory=dict)  # path inside their folder -> bytes
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass
 class Row:
+    """One line of ``grades.csv``; `error` holds every note on the submission, on one line."""
+
     student_id: str
     score: float | None
     max_score: float | None
-    status: str
+    status: str  # "graded" or "failed"
     error: str
 
 
-def _read_folder(folder: Path) -> list[Submission]:
-    found = []
-    for entry in sorted(folder.iterdir()):
-        if entry.name.startswith(".") or not entry.is_dir() or entry.is_symlink():
-            continue
-        submission = Submission(entry.name)
-        for path in sorted(entry.rglob("*.ipynb")):
-            relative = path.relative_to(entry).as_posix()
-            if ".ipynb_checkpoints" in relative:
-                continue
-            info = path.lstat()
-            if not stat.S_ISREG(info.st_mode):
-                submission.notes.append(f"{relative} is not a regular file and was ignored.")
-            elif info.st_size > MAX_NOTEBOOK_BYTES:
-                submission.notes.append(
-                    f"{relative} is larger than {MAX_NOTEBOOK_BYTES >> 20} MiB and was ignored."
-                )
-            else:
-                submission.files[relative] = path.read_bytes()
-        found.append(submission)
-    return found
+@dataclass
+class _Outcome:
+    """What a worker reports for one student."""
+
+    ok: bool
+    log: str
+    notes: list[str]  # the grader's own notes (cells restored, kernel died, ...)
 
 
-def _read_zip(path: Path) -> list[Submission]:
-    with zipfile.ZipFile(path) as archive:
-        members = [m for m in archive.infolist() if not m.is_dir()]
-        parts = [PurePosixPath(m.filename).parts for m in members]
-        # One wrapping folder around all the student folders is dropped.
-        if parts and all(len(p) > 2 for p in parts) and len({p[0] for p in parts}) == 1:
-            parts = [p[1:] for p in parts]
-        students: dict[str, Submission] = {}
-        for member, part in zip(members, parts):
-            if len(part) < 2 or part[0].startswith(".") or "__MACOSX" in part:
-                continue
-            submission = students.setdefault(part[0], Submission(part[0]))
-            relative = "/".join(part[1:])
-            if not relative.endswith(".ipynb") or ".ipynb_checkpoints" in relative:
-                continue
-            is_link = stat.S_ISLNK(member.external_attr >> 16)
-            if ".." in part or is_link:
-                submission.notes.append(f"{relative} is not a plain file and was ignored.")
-                continue
-            with archive.open(member) as f:
-                data = f.read(MAX_NOTEBOOK_BYTES + 1)  # never trust the declared size
-            if len(data) > MAX_NOTEBOOK_BYTES:
-                submission.notes.append(
-                    f"{relative} is larger than {MAX_NOTEBOOK_BYTES >> 20} MiB and was ignored."
-                )
-            else:
-                submission.files[relative] = data
-    return [students[k] for k in sorted(students)]
-
-
-def collect(submissions: Path) -> list[Submission]:
-    """Every student's files from a folder of student folders or a zip of them."""
-    if submissions.is_dir():
-        return _read_folder(submissions)
-    if zipfile.is_zipfile(submissions):
-        return _read_zip(submissions)
-    raise ValueError(f"submissions: {submissions} is neither a folder nor a zip file")
-
-
-def choose_notebooks(submission: Submission, expected: list[str]) -> dict[str, bytes | None]:
-    """The file graded as each expected notebook (None: none usable), with notes added."""
-    chosen: dict[str, bytes | None] = {}
-    by_name = {
-        PurePosixPath(p).name: p for p in sorted(submission.files, key=lambda p: (p.count("/"), p))
-    }
-    unused = [p for p in sorted(submission.files) if PurePosixPath(p).name not in expected]
-    for name in expected:
-        path = by_name.get(name)
-        if path is None:
-            stem = name.removesuffix(".ipynb")
-            similar = [p for p in unused if PurePosixPath(p).name.startswith(stem)]
-            candidates = similar or (unused if len(expected) == 1 else [])
-            if candidates:
-                path = candidates[0]
-                unused.remove(path)
-                submission.notes.append(f"No {name} was submitted; {path} was graded in its place.")
-            else:
-                submission.notes.append(f"No {name} was submitted: it was graded as left blank.")
-                chosen[name] = None
-                continue
-        data = submission.files[path]
-        try:
-            nbformat.validate(nbformat.reads(data.decode("utf-8"), as_version=4))
-        except Exception as error:
-            reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
-            submission.notes.append(
-                f"{path} is not a valid notebook ({reason}): it was graded as left blank."
-            )
-            chosen[name] = None
-        else:
-            chosen[name] = data
-    return chosen
-
-
-class _Course:
-    """The course's folders as its nbgrader_config.py sets them."""
-
-    def __init__(self, root: Path):
-        from nbgrader.coursedir import CourseDirectory
-        from traitlets.config.loader import PyFileConfigLoader
-
-        config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
-        self.root = root
-        self.dirs = CourseDirectory(config=config)
-
-    def path(self, folder: str, student: str, assignment: str) -> Path:
-        return Path(self.dirs.format_path(folder, student, assignment))
-
-    def release_notebooks(self, assignment: str) -> list[Path]:
-        return sorted(self.path(self.dirs.release_directory, ".", assignment).glob("*.ipynb"))
-
+# --- In each worker process ------------------------------------------------------------------
 
 _API = None
 
 
-def _start_worker(root: str, limits: dict) -> None:
-    """In each worker process, once: nbgrader's API on the course's configuration."""
+def _start_worker(config) -> None:
+    """Once per worker: nbgrader's API on the course configuration parsed by the main process."""
     global _API
-    from nbgrader.apps import NbGraderAPI
-    from nbgrader.coursedir import CourseDirectory
-    from traitlets.config.loader import PyFileConfigLoader
+    from .course import api
 
-    os.chdir(root)
-    os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-    config = PyFileConfigLoader("nbgrader_config.py", path=root).load_config()
-    if limits.get("cell_timeout"):
-        config.Execute.timeout = int(limits["cell_timeout"])
-    if limits.get("notebook_timeout"):
-        config.SandboxedExecute.notebook_timeout = int(limits["notebook_timeout"])
-    _API = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
+    _API = api(config)
 
 
-def _grade_in_worker(assignment: str, student: str, notes: list[str]) -> tuple[bool, str]:
-    """nbgrader autograde, then generate_feedback, for one student; (success, log).
+def _grade_in_worker(assignment: str, student: str, notes: list[str]) -> _Outcome:
+    """nbgrader autograde, then generate_feedback, for one student.
 
-    `notes` (about how the submission was collected) join the grader's notes in the
-    autograded notebook before its feedback is made, so the student reads them too.
+    `notes` (how the submission was collected) are handed to the scoring step as a setting, so
+    the student reads them in the feedback beside the grader's own notes.
     """
-    result = _API.autograde(assignment, student, force=True, create=True)
+    import nbformat
+
+    from .assemble import problems
+    from .course import quietly
+
+    _API.config.ScoreFromRecords.collection_notes = list(notes)
+    result = quietly(_API.autograde, assignment, student, force=True, create=True)
     log = result.get("log", "") + result.get("error", "")
     if not result["success"]:
-        return False, log
-    if notes:
-        folder = Path(
-            _API.coursedir.format_path(_API.coursedir.autograded_directory, student, assignment)
-        )
-        for path in sorted(folder.glob("*.ipynb")):
-            nb = nbformat.read(path, as_version=4)
-            set_notes(nb, notes + nb.metadata.get("coursekit", {}).get("problems", []))
-            path.chmod(0o644)
-            nbformat.write(nb, path)
-            path.chmod(0o444)
-    result = _API.generate_feedback(assignment, student, force=True)
-    return bool(result["success"]), log + result.get("log", "") + result.get("error", "")
+        return _Outcome(False, log, [])
+    coursedir = _API.coursedir
+    folder = Path(coursedir.format_path(coursedir.autograded_directory, student, assignment))
+    grader_notes = [
+        note for path in sorted(folder.glob("*.ipynb")) for note in problems(nbformat.read(path, 4))
+    ]
+    result = quietly(_API.generate_feedback, assignment, student, force=True)
+    log += result.get("log", "") + result.get("error", "")
+    return _Outcome(bool(result["success"]), log, grader_notes)
 
 
-def _run_workers(root: Path, assignment: str, students: list[Submission], jobs: int, limits: dict):
-    """Yield (submission, success, log) as workers finish, `jobs` at a time.
+# --- In the main process ---------------------------------------------------------------------
+
+
+def _run_workers(
+    course: Course, assignment: str, students: list[Submission], jobs: int
+) -> Iterator[tuple[Submission, _Outcome]]:
+    """Yield (submission, outcome) as workers finish, `jobs` at a time.
 
     Workers are processes that stay up (importing nbgrader costs seconds) and never run
     student code: kernels run in their own sandboxes. Should a worker die anyway, the
@@ -240,7 +125,7 @@ def _run_workers(root: Path, assignment: str, students: list[Submission], jobs: 
         context = multiprocessing.get_context("spawn")
         retry = []
         with ProcessPoolExecutor(
-            jobs, mp_context=context, initializer=_start_worker, initargs=(str(root), limits)
+            jobs, mp_context=context, initializer=_start_worker, initargs=(course.config,)
         ) as pool:
             futures = {
                 pool.submit(_grade_in_worker, assignment, s.student_id, s.notes): s for s in pending
@@ -248,25 +133,47 @@ def _run_workers(root: Path, assignment: str, students: list[Submission], jobs: 
             for future in as_completed(futures):
                 submission = futures[future]
                 try:
-                    ok, log = future.result()
+                    outcome = future.result()
                 except BrokenProcessPool:
                     tries[submission.student_id] += 1
                     if tries[submission.student_id] < 3:
                         retry.append(submission)
                         continue
-                    ok, log = False, "the grading process died three times"
+                    outcome = _Outcome(False, "the grading process died three times", [])
                 except Exception as error:  # a bug in grading, not the student's fault
-                    ok, log = False, f"{type(error).__name__}: {error}"
-                yield submission, ok, log
+                    outcome = _Outcome(False, f"{type(error).__name__}: {error}", [])
+                yield submission, outcome
         pending = sorted(retry, key=lambda s: s.student_id)
 
 
-def _notes_of(autograded: Path) -> list[str]:
-    notes = []
-    for path in sorted(autograded.glob("*.ipynb")):
-        nb = nbformat.read(path, as_version=4)
-        notes += nb.metadata.get("coursekit", {}).get("problems", [])
-    return list(dict.fromkeys(notes))  # collection notes are in every notebook
+def _place(course: Course, assignment: str, submission: Submission) -> None:
+    """Write the submission's notebooks where nbgrader looks for them (blank: the release)."""
+    sid = submission.student_id
+    for kind in (
+        course.dirs.submitted_directory,
+        course.dirs.autograded_directory,
+        course.dirs.feedback_directory,
+    ):
+        shutil.rmtree(course.path(kind, sid, assignment), ignore_errors=True)
+    target = course.path(course.dirs.submitted_directory, sid, assignment)
+    target.mkdir(parents=True)
+    release = course.release_folder(assignment)
+    for name, data in submission.notebooks.items():
+        (target / name).write_bytes(data if data is not None else (release / name).read_bytes())
+
+
+def _row(course: Course, assignment: str, out: Path, submission: Submission, outcome: _Outcome):
+    sid = submission.student_id
+    (out / "logs" / f"{sid}.log").write_text(outcome.log)
+    notes = list(dict.fromkeys([*submission.notes, *outcome.notes]))
+    if not outcome.ok:
+        message = f"grading failed (see logs/{sid}.log); the submission must be graded again"
+        _failed_feedback(out / "feedback" / sid, sid, assignment, message)
+        return Row(sid, None, None, "failed", _one_line([*submission.notes, message]))
+    feedback = course.path(course.dirs.feedback_directory, sid, assignment)
+    shutil.copytree(feedback, out / "feedback" / sid, dirs_exist_ok=True)
+    score, max_score = course.score(assignment, sid)
+    return Row(sid, score, max_score, "graded", _one_line(notes))
 
 
 def _failed_feedback(folder: Path, student: str, assignment: str, message: str) -> None:
@@ -278,110 +185,79 @@ def _failed_feedback(folder: Path, student: str, assignment: str, message: str) 
 
 
 def grade(
-    root: Path,
+    root: Path | Course,
     assignment: str,
     submissions: Path,
     out: Path,
     *,
     jobs: int = 1,
-    cell_timeout: float | None = None,
-    notebook_timeout: float | None = None,
+    timeouts: Timeouts | None = None,
+    recorded: bool = False,
     progress: bool = True,
 ) -> list[Row]:
     """Grade every submission; write OUT/grades.csv and OUT/feedback; return the rows.
 
-    `cell_timeout` and `notebook_timeout` (seconds) override the course's nbgrader_config.py.
+    `root` is the course root or a `Course` already read (then `timeouts` must be left unset:
+    they were applied when it was read). `recorded` says the caller has just generated the
+    assignment's student version (which records it in the gradebook), so it is not done again.
     """
     if jobs < 1:
-        raise ValueError(f"jobs must be >= 1, got {jobs}")
-    root = root.resolve()
+        raise ValueError(f"Invalid jobs: {jobs} (must be >= 1)")
     sandbox.check_available()
-    if sandbox.is_root() and not Path(sandbox.default_kernel_python(root)).exists():
+    if isinstance(root, Course):
+        if timeouts is not None:
+            raise ValueError("timeouts: give them when the Course is read, not here")
+        course = root
+    else:
+        course = Course(root, timeouts)
+    if sandbox.is_root() and not Path(sandbox.default_kernel_python(course.root)).exists():
         raise sandbox.SandboxUnavailable(
             "no kernel venv for the sandbox: run `coursekit sandbox-setup`"
         )
-    course = _course_or_error(root)
+    if assignment not in course.assignments():
+        raise ValueError(
+            f"assignment: {assignment!r} is not an assignment of this course "
+            f"(it has {', '.join(course.assignments()) or 'none'})"
+        )
     expected = [p.name for p in course.release_notebooks(assignment)]
     if not expected:
         raise ValueError(
-            f"assignment: no release notebooks for {assignment!r}: run `coursekit build` first"
+            f"assignment: no student version of {assignment!r}: run `coursekit build` first"
         )
     out.mkdir(parents=True, exist_ok=True)
     for sub in ("feedback", "logs"):
         shutil.rmtree(out / sub, ignore_errors=True)
         (out / sub).mkdir()
+    if not recorded:  # the gradebook must know the assignment's cells before grading
+        with tempfile.TemporaryDirectory() as scratch:
+            course.generate_release(assignment, Path(scratch))
 
-    # Record the assignment in the gradebook once, before the parallel runs.
-    with tempfile.TemporaryDirectory() as scratch:
-        release_module.generate(root, assignment, Path(scratch))
-
-    release = course.path(course.dirs.release_directory, ".", assignment)
     students, rows = [], {}
-    for submission in collect(submissions):
-        sid = submission.student_id
-        if not STUDENT_ID.match(sid):
-            rows[sid] = Row(
-                sid, None, None, "failed", "not a valid student id (letters, digits, . _ @ + -)"
+    for submission in collect(submissions, expected):
+        if not submission.valid_id:
+            rows[submission.student_id] = Row(
+                submission.student_id,
+                None,
+                None,
+                "failed",
+                "not a valid student id (letters, digits, . _ @ + -)",
             )
             continue
-        for kind in (
-            course.dirs.submitted_directory,
-            course.dirs.autograded_directory,
-            course.dirs.feedback_directory,
-        ):
-            shutil.rmtree(course.path(kind, sid, assignment), ignore_errors=True)
-        target = course.path(course.dirs.submitted_directory, sid, assignment)
-        target.mkdir(parents=True)
-        for name, data in choose_notebooks(submission, expected).items():
-            (target / name).write_bytes(data if data is not None else (release / name).read_bytes())
+        _place(course, assignment, submission)
         students.append(submission)
-
-    def finish(submission: Submission, ok: bool, log: str) -> Row:
-        sid = submission.student_id
-        (out / "logs" / f"{sid}.log").write_text(log)
-        autograded = course.path(course.dirs.autograded_directory, sid, assignment)
-        if not ok or not autograded.is_dir():
-            message = f"grading failed (see logs/{sid}.log); the submission must be graded again"
-            _failed_feedback(out / "feedback" / sid, sid, assignment, message)
-            return Row(sid, None, None, "failed", _one_line([*submission.notes, message]))
-        notes = _notes_of(autograded)  # the collection notes are in there too
-        feedback = course.path(course.dirs.feedback_directory, sid, assignment)
-        shutil.copytree(feedback, out / "feedback" / sid, dirs_exist_ok=True)
-        score, max_score = _score(course, assignment, sid)
-        return Row(sid, score, max_score, "graded", _one_line(notes))
 
     bar = tqdm(
         total=len(students), desc=f"grading {assignment}", unit="submission", disable=not progress
     )
-    for submission, ok, log in _run_workers(
-        root,
-        assignment,
-        students,
-        jobs,
-        {"cell_timeout": cell_timeout, "notebook_timeout": notebook_timeout},
-    ):
-        row = finish(submission, ok, log)
+    for submission, outcome in _run_workers(course, assignment, students, jobs):
+        row = _row(course, assignment, out, submission, outcome)
         rows[row.student_id] = row
         bar.set_postfix_str(row.student_id)
         bar.update()
     bar.close()
     ordered = [rows[k] for k in sorted(rows)]
-    _write_csv(out / "grades.csv", ordered)
+    write_csv(out / "grades.csv", ordered)
     return ordered
-
-
-def _course_or_error(root: Path) -> _Course:
-    if not (root / "nbgrader_config.py").is_file():
-        raise ValueError(f"root: {root} has no nbgrader_config.py")
-    return _Course(root)
-
-
-def _score(course: _Course, assignment: str, student: str) -> tuple[float, float]:
-    from nbgrader.api import Gradebook
-
-    with Gradebook(course.dirs.db_url) as gradebook:
-        submission = gradebook.find_submission(assignment, student)
-        return float(submission.score), float(submission.max_score)
 
 
 def _one_line(notes: list[str]) -> str:
@@ -399,10 +275,11 @@ def format_csv(rows: list[Row]) -> str:
     return buffer.getvalue()
 
 
-def _write_csv(path: Path, rows: list[Row]) -> None:
+def write_csv(path: Path, rows: list[Row]) -> None:
+    """Write ``grades.csv`` whole or not at all: never a half-written grade file."""
     partial = path.with_suffix(".csv.tmp")
     partial.write_text(format_csv(rows))
-    partial.replace(path)  # never a half-written grade file
+    partial.replace(path)
 
 
 def summary(rows: list[Row], out: Path) -> str:

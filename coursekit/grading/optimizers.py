@@ -12,46 +12,48 @@ The problem: three parameters (one never gets a gradient and must not move), a s
 plus fixed per-step noise so that gradients change sign as in minibatch training, 20 steps.
 Each case runs in four variants: float64, float32, two param groups (the second at half the
 learning rate) and a `state_dict` resume halfway; plus float32 on CUDA when there is a GPU.
+
+Which optimizers and hyper-parameters an assignment checks is an `OptimizerTask`, registered by
+the assignment's module (``coursekit.grading.tasks.ps2``: ``"ps2.adam"``, ...).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+
+from . import registry
+from .verdict import Verdict
 
 STEPS = 20
 HIDDEN = ("torch.optim.*", "coursekit.optim")  # while graded, the kernel cannot delegate to these
 RESUME_AT = 10
 SEED = 20261123
 
-# grade key -> (reference class in coursekit.optim, hyper-parameters) for each case
-CASES: dict[str, list[tuple[str, dict]]] = {
-    "sgd": [("SGD", {"lr": 0.05}), ("SGD", {"lr": 0.05, "weight_decay": 0.1})],
-    "sgd_momentum": [
-        ("SGD", {"lr": 0.05, "momentum": 0.9}),
-        ("SGD", {"lr": 0.05, "momentum": 0.9, "dampening": 0.5}),
-        ("SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True}),
-    ],
-    "rprop": [
-        ("Rprop", {"lr": 0.01}),
-        ("Rprop", {"lr": 0.02, "etas": (0.4, 1.3), "step_sizes": (1e-4, 0.05)}),
-    ],
-    "adagrad": [("Adagrad", {"lr": 0.1}), ("Adagrad", {"lr": 0.1, "eps": 1e-3})],
-    "rmsprop": [
-        ("RMSprop", {"lr": 0.01}),
-        ("RMSprop", {"lr": 0.01, "alpha": 0.9, "centered": True}),
-    ],
-    "adadelta": [("Adadelta", {"lr": 1.0}), ("Adadelta", {"lr": 0.5, "rho": 0.8, "eps": 1e-4})],
-    "adam": [
-        ("Adam", {"lr": 0.01}),
-        ("Adam", {"lr": 0.01, "betas": (0.8, 0.9), "weight_decay": 0.1}),
-        ("Adam", {"lr": 0.01, "amsgrad": True}),
-    ],
-    "adamax": [("Adamax", {"lr": 0.01}), ("Adamax", {"lr": 0.02, "betas": (0.5, 0.9)})],
-}
+
+@dataclass(frozen=True)
+class OptimizerTask:
+    """An optimizer a student writes, checked against ``coursekit.optim`` on every case.
+
+    Attributes:
+        cases: (name of the reference class in ``coursekit.optim``, hyper-parameters) for each
+            case; every case sets ``lr`` explicitly.
+        hidden: modules the student's kernel may not import while it is graded.
+    """
+
+    cases: Sequence[tuple[str, dict]]
+    hidden: tuple[str, ...] = HIDDEN
+
+
+def task(key: str) -> OptimizerTask:
+    """The optimizer task `key` (KeyError if there is none, or it is not an optimizer task)."""
+    found = registry.task(key)
+    if not isinstance(found, OptimizerTask):
+        raise KeyError(f"{key!r} is not an optimizer task")
+    return found
 
 VARIANTS = ("float64", "float32", "groups", "resume")
 _LABELS = {
@@ -141,7 +143,7 @@ def _reference(name: str) -> type[torch.optim.Optimizer]:
 @functools.cache
 def _expected(key: str, case: int, variant: str) -> torch.Tensor:
     """The reference trajectory of one case, computed once per grading process."""
-    reference, hyper = CASES[key][case]
+    reference, hyper = task(key).cases[case]
     return trajectory(_reference(reference), hyper, variant)
 
 
@@ -186,7 +188,7 @@ def check_optimizer(
 
 
 def record_optimizer(key: str, optimizer_class: Callable[..., torch.optim.Optimizer]) -> None:
-    """Hidden test: run every case of ``CASES[key]`` in every variant and record the results.
+    """Hidden test: run every case of task `key` in every variant and record the results.
 
     It must come first in a test cell: while grading, ``coursekit.optim`` is hidden, so the
     visible `check_optimizer` calls after it raise (the grader ignores that).
@@ -194,7 +196,7 @@ def record_optimizer(key: str, optimizer_class: Callable[..., torch.optim.Optimi
     from .records import emit
 
     tensors, errors = {}, {}
-    for i, (_, hyper) in enumerate(CASES[key]):
+    for i, (_, hyper) in enumerate(task(key).cases):
         for variant in variants():
             try:
                 tensors[f"{i}/{variant}"] = trajectory(optimizer_class, hyper, variant)
@@ -205,19 +207,10 @@ def record_optimizer(key: str, optimizer_class: Callable[..., torch.optim.Optimi
     emit("optimizer", key, tensors, errors)
 
 
-@dataclass
-class Verdict:
-    """How many checks of a test cell passed, and what the student should read about it."""
-
-    passed: int
-    total: int
-    lines: list[str]
-
-
 def grade_optimizer(key: str, tensors: dict[str, torch.Tensor], errors: dict[str, str]) -> Verdict:
     """Grader side: compare recorded trajectories with the reference's, in this process."""
     passed, total, lines = 0, 0, []
-    for i, (reference, hyper) in enumerate(CASES[key]):
+    for i, (reference, hyper) in enumerate(task(key).cases):
         name, good, bad = describe(reference, hyper), [], []
         for variant in variants():
             total += 1

@@ -10,22 +10,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nbgrader.preprocessors import (
+    AssignLatePenalties,
+    CheckCellMetadata,
+    ClearOutput,
+    LimitOutput,
+    SaveAutoGrades,
+)
+
+from .assemble import Reassemble
+from .execute import SandboxedExecute
 from .sandbox import default_kernel_python
+from .score import ScoreFromRecords
 
-_HERE = "coursekit.grading"
-
-SANITIZE = [
-    "nbgrader.preprocessors.ClearOutput",
-    f"{_HERE}.assemble.Reassemble",
-    "nbgrader.preprocessors.CheckCellMetadata",
-]
+SANITIZE = [ClearOutput, Reassemble, CheckCellMetadata]
 AUTOGRADE = [
-    f"{_HERE}.execute.SandboxedExecute",
-    f"{_HERE}.score.ScoreFromRecords",
-    "nbgrader.preprocessors.LimitOutput",
-    "nbgrader.preprocessors.SaveAutoGrades",
-    "nbgrader.preprocessors.AssignLatePenalties",
-    "nbgrader.preprocessors.CheckCellMetadata",
+    SandboxedExecute,
+    ScoreFromRecords,
+    LimitOutput,
+    SaveAutoGrades,
+    AssignLatePenalties,
+    CheckCellMetadata,
 ]
 
 

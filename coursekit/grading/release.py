@@ -6,37 +6,26 @@ generate(root, "ps2", dest)  # one, into another folder (the freshness test does
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
+
+from .course import Course
 
 
 def assignments(root: Path) -> list[str]:
-    """Assignment ids: the folders of ``solutions/`` that hold a notebook."""
-    source = root / "solutions"
-    if not source.is_dir():
-        return []
-    return sorted(p.name for p in source.iterdir() if p.is_dir() and any(p.glob("*.ipynb")))
+    """Assignment ids: the folders of the course's source folder that hold a notebook."""
+    return Course(root).assignments()
 
 
 def generate(
-    root: Path, assignment: str | None = None, release_dir: Path | None = None
+    root: Path | Course, assignment: str | None = None, release_dir: Path | None = None
 ) -> list[str]:
-    """Run ``nbgrader generate_assignment`` (which also records the assignment in the gradebook).
+    """``nbgrader generate_assignment`` for one assignment or all (which also records each in
+    the gradebook), into the course's release folder or `release_dir`.
 
-    Returns the ids generated; raises RuntimeError with nbgrader's output when it fails.
+    Returns the ids generated; raises RuntimeError with nbgrader's log when it fails.
     """
-    ids = [assignment] if assignment else assignments(root)
-    env = dict(os.environ)
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")  # alembic
+    course = root if isinstance(root, Course) else Course(root)
+    ids = [assignment] if assignment else course.assignments()
     for name in ids:
-        command = [sys.executable, "-m", "nbgrader", "generate_assignment", name, "--force"]
-        if release_dir is not None:
-            command.append(f"--CourseDirectory.release_directory={Path(release_dir).resolve()}")
-        result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"nbgrader generate_assignment {name} failed:\n{result.stdout}{result.stderr}"
-            )
+        course.generate_release(name, release_dir)
     return ids

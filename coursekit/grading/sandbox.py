@@ -17,10 +17,14 @@ Why these mechanisms (facts measured on the CI machine kind, see the README):
   running as root first drops to the system user ``coursekit-sandbox`` with ``setpriv``. That
   user cannot run a Python installed in root's home, so the kernel then runs from a venv built
   with the system's python3 (`prepare_kernel_python`).
-* Memory and processes are limited with the cgroup v1 memory and pids controllers when the
-  grader is root and they exist (a hog is OOM-killed in seconds); otherwise with RLIMIT_DATA
-  (not RLIMIT_AS: CUDA reserves huge address ranges it never touches) and, for the dedicated
-  user, RLIMIT_NPROC.
+* Memory is limited per process with RLIMIT_DATA (not RLIMIT_AS: CUDA reserves huge address
+  ranges it never touches): an allocation past it fails inside the kernel, which survives and
+  reports a MemoryError-like error in the cell. When the grader is root and the cgroup v1 memory
+  and pids controllers exist, the kernel and all its children also share one memory cgroup,
+  `_PAGE_CACHE_ROOM` above the data limit: a single hog then meets RLIMIT_DATA first, instead of
+  thrashing the cgroup's page cache (the libraries' code pages) until a cell timeout, and only
+  many processes together are OOM-killed. Processes: the pids controller, else RLIMIT_NPROC for
+  the dedicated user.
 * Modules a submission must not delegate to (`blocked`, from the hidden tests) are replaced inside the sandbox by
   stubs that raise: torch's and coursekit's own optimizers are not there to call.
 
@@ -61,6 +65,11 @@ _TORCH_OPTIM_KEEP = {
     "swa_utils.py",
     "_stateless.py",
 }
+
+
+# Room in the memory cgroup above the per-process data limit, for the file pages of the libraries
+# a kernel maps (torch's alone are hundreds of MB) and for the kernel's own children.
+_PAGE_CACHE_ROOM = 1 * 2**30
 
 
 class SandboxUnavailable(RuntimeError):
@@ -351,13 +360,13 @@ class SandboxedKernelManager(AsyncKernelManager):
             group = parent / self._dir.name
             group.mkdir(parents=True, exist_ok=True)
             if controller == "memory":
-                (group / "memory.limit_in_bytes").write_text(str(self.memory_limit))
+                limit = self.memory_limit + _PAGE_CACHE_ROOM
+                (group / "memory.limit_in_bytes").write_text(str(limit))
             else:
                 (group / "pids.max").write_text(str(self.max_processes))
             self._cgroups[controller] = group
             launch += ["--cgroup", str(group)]
-        if "memory" not in self._cgroups:
-            launch += ["--limit", f"DATA={self.memory_limit}"]
+        launch += ["--limit", f"DATA={self.memory_limit}"]
         if "pids" not in self._cgroups and self._ids:
             launch += ["--limit", f"NPROC={self.max_processes}"]
         launch += ["--limit", f"FSIZE={Limits.file_bytes}", "--limit", "CORE=0", "--"]

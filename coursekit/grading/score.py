@@ -26,19 +26,16 @@ from collections.abc import Callable
 import nbformat
 from nbformat import NotebookNode
 from nbgrader.preprocessors import NbGraderPreprocessor
+from traitlets import List, Unicode
 
-from . import functions, optimizers, records
+from . import functions, optimizers, records, registry
 from .assemble import problems
-from .optimizers import Verdict
+from .verdict import Verdict
 
-# record kind -> the grader-side comparison, and the modules its kernel must not import
+# record kind (``record_<kind>(...)`` in a test cell) -> the grader-side comparison
 CHECKERS: dict[str, Callable[[str, dict, dict], Verdict]] = {
     "optimizer": optimizers.grade_optimizer,
     "function": functions.grade_function,
-}
-_HIDES: dict[str, Callable[[str], tuple[str, ...]]] = {
-    "optimizer": lambda key: optimizers.HIDDEN,
-    "function": lambda key: functions.task(key).hidden,
 }
 _HIDDEN = re.compile(
     r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?", re.M | re.S
@@ -79,9 +76,9 @@ def hidden_modules(nb: NotebookNode) -> list[str]:
     hidden = set()
     for cell in nb.cells:
         if is_test(cell):
-            for kind, key in expected_records(cell.source):
+            for _, key in expected_records(cell.source):
                 try:
-                    hidden.update(_HIDES[kind](key))
+                    hidden.update(registry.task(key).hidden)
                 except KeyError:  # an unknown task is reported when it is scored
                     pass
     return sorted(hidden)
@@ -135,6 +132,12 @@ def _verdict_outputs(earned: float, points: float, lines: list[str]) -> list[Not
 class ScoreFromRecords(NbGraderPreprocessor):
     """nbgrader step, after execution and before SaveAutoGrades."""
 
+    collection_notes = List(
+        Unicode(),
+        help="notes on how the submission was collected (set per student by `coursekit grade`),"
+        " shown to the student before the grader's own",
+    ).tag(config=True)
+
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
         for cell in nb.cells:
             if cell.cell_type != "code":
@@ -149,15 +152,17 @@ class ScoreFromRecords(NbGraderPreprocessor):
                 cell.source = _HIDDEN.sub("", cell.source)
             else:  # records elsewhere are noise in the feedback
                 cell.outputs = [o for o in cell.outputs if records.MIME not in o.get("data", {})]
-        set_notes(nb, problems(nb))
+        set_notes(nb, problems(nb), shown_first=self.collection_notes)
         return nb, resources
 
 
-def set_notes(nb: NotebookNode, notes: list[str]) -> None:
-    """Show `notes` in a markdown cell at the top (replacing an earlier one) and in metadata."""
+def set_notes(nb: NotebookNode, notes: list[str], shown_first: list[str] = ()) -> None:
+    """Keep the grader's `notes` in metadata; show `shown_first` and them in a markdown cell at
+    the top (replacing an earlier one)."""
     notes = [_HIDDEN.sub("[hidden]", n) for n in notes]  # no message may quote a hidden test
     nb.metadata.setdefault("coursekit", {})["problems"] = notes
     nb.cells = [c for c in nb.cells if c.get("metadata", {}).get("coursekit") != "notes"]
+    notes = list(dict.fromkeys([*shown_first, *notes]))
     if notes:
         text = "**Grading notes.**\n\n" + "\n".join(f"- {n}" for n in notes)
         nb.cells.insert(0, nbformat.v4.new_markdown_cell(text, metadata={"coursekit": "notes"}))

@@ -1,5 +1,8 @@
-"""Grading tasks of the assignments that ask for functions: one module per assignment.
+"""One module per assignment: what each of its graded answers is compared with.
 
-``coursekit.grading.tasks.ps1`` fills `coursekit.grading.functions.TASKS` with the keys
-``"ps1.<name>"`` when it is imported; `functions.task` imports it on first use.
+``coursekit.grading.tasks.ps1`` registers ``"ps1.hessian"`` and the assignment's other tasks in
+`coursekit.grading.registry.TASKS` when it is imported; `registry.task` imports it on first
+use. A tasks module is grader code: it runs in the student's kernel (to build the inputs) and in
+the grader (to compute the reference), and nothing in an assignment's notebook imports from it.
+CONTRIBUTING.md, "Adding an assignment", says what a new one holds.
 """

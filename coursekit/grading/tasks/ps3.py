@@ -58,8 +58,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...data import Split, digits
-from ...models import MLP, OneOneOneNet
-from ..functions import TASKS, Task
+from ...models import MLP, OneOneOneNet, ParameterVector
+from ..functions import FunctionTask
+from ..registry import TASKS
 
 F64 = torch.float64
 HIDDEN = ("coursekit.curvature",)
@@ -74,19 +75,11 @@ def _generator(offset: int) -> torch.Generator:
     return torch.Generator().manual_seed(SEED + offset)
 
 
-class Quadratic(nn.Module):
-    """One parameter vector theta; with `quadratic_loss` its Hessian is the given matrix."""
-
-    def __init__(self, theta: Tensor) -> None:
-        super().__init__()
-        self.theta = nn.Parameter(theta.clone())
-
-
 def _quadratic(a: Tensor, offset: int):
     """(model, loss_fn) with L = theta'A theta / 2 + b'theta, so H = A everywhere."""
     gen = _generator(offset)
     n = len(a)
-    model = Quadratic(torch.randn(n, generator=gen, dtype=F64))
+    model = ParameterVector(torch.randn(n, generator=gen, dtype=F64))
     b = torch.randn(n, generator=gen, dtype=F64)
 
     def loss_fn(m):
@@ -205,7 +198,7 @@ def _digits() -> Split:
     return digits(dtype=F64)
 
 
-def spread_data() -> Split:
+def _spread_data() -> Split:
     """The digits in float64 (1348 training and 449 test images of 8 x 8 pixels, standardised),
     a fresh copy: every case of `spread` trains on it."""
     data = _digits()
@@ -216,7 +209,7 @@ SPREAD_CASES = ((2, 5, 40), (8, 4, 30), (32, 3, 50))  # (width, runs, steps)
 
 
 def _spread_cases() -> list[tuple]:
-    return [(spread_data(), width, runs, steps) for width, runs, steps in SPREAD_CASES]
+    return [(_spread_data(), width, runs, steps) for width, runs, steps in SPREAD_CASES]
 
 
 # --- The references: products and Hessians from coursekit.curvature ------------------------
@@ -278,8 +271,8 @@ def _spread(data: Split, width: int, runs: int, steps: int) -> dict[str, Tensor]
     return {"losses": losses, "std": losses.std(), "gap": losses.max() - losses.min()}
 
 
-TASKS["ps3.hvp"] = Task(
-    reference=f"{__name__}:_hvp",
+TASKS["ps3.hvp"] = FunctionTask(
+    reference=_hvp,
     cases=_hvp_cases,
     describe=(
         "a quadratic with H = diag(1, 10, 100), v = (1, 1, 1)",
@@ -289,8 +282,8 @@ TASKS["ps3.hvp"] = Task(
     ),
     hidden=HIDDEN,
 )
-TASKS["ps3.power_iteration"] = Task(
-    reference=f"{__name__}:_power_iteration",
+TASKS["ps3.power_iteration"] = FunctionTask(
+    reference=_power_iteration,
     cases=_power_cases,
     describe=(
         "the 1-1-1 net at (1, 1), v0 = (1, 0), 3 steps",
@@ -300,8 +293,8 @@ TASKS["ps3.power_iteration"] = Task(
     ),
     hidden=HIDDEN,
 )
-TASKS["ps3.hutchinson"] = Task(
-    reference=f"{__name__}:_hutchinson",
+TASKS["ps3.hutchinson"] = FunctionTask(
+    reference=_hutchinson,
     cases=_hutchinson_cases,
     describe=(
         "a quadratic with H = diag(1, 10, 100), 4 probes",
@@ -311,14 +304,14 @@ TASKS["ps3.hutchinson"] = Task(
     ),
     hidden=HIDDEN,
 )
-TASKS["ps3.classify"] = Task(
-    reference=f"{__name__}:_classify",
+TASKS["ps3.classify"] = FunctionTask(
+    reference=_classify,
     cases=_classify_cases,
     describe=tuple(f"(w1, w2) = ({a:g}, {b:g})" for a, b in POINTS),
     hidden=HIDDEN,
 )
-TASKS["ps3.spread"] = Task(
-    reference=f"{__name__}:_spread",
+TASKS["ps3.spread"] = FunctionTask(
+    reference=_spread,
     cases=_spread_cases,
     describe=tuple(
         f"width {width}, {runs} nets, {steps} steps" for width, runs, steps in SPREAD_CASES

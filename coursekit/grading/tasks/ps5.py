@@ -15,7 +15,8 @@ hidden one):
 * ``simulate(X, y, x0, p, lr, alpha, tau, steps, batch_size, seed)``: synchronous EASGD of p
   simulated workers on least squares, with the minibatches of a real p-process run;
 * ``easgd_worker(X, y, x0, lr, alpha, tau, steps, batch_size, seed)``: one rank of a real
-  synchronous EASGD run, launched in `WORLD_SIZE` processes by `two_processes`; its result
+  synchronous EASGD run, launched in two processes by
+  `coursekit.distributed.notebook.two_processes`; its result
   must equal the simulation's, and it must send exactly one all-reduce of d numbers per
   communication.
 
@@ -23,8 +24,8 @@ The references are `coursekit.distributed.simulate` and `coursekit.distributed.s
 from the private functions at the end of this module (for ``largest_stable_beta``: a bisection
 to 1e-12 on `stability.stability_map`). Both modules (and the modules that run the
 same algorithms in real processes) are hidden while a submission is graded, so a submission
-that calls them fails there; the inputs are therefore built here with plain torch, and the
-least-squares gradient the notebook and the cases use is this module's own `least_squares_grads`.
+that calls them fails there. The inputs and the least-squares gradient come from
+`coursekit.distributed.least_squares`, which stays available.
 
 The student's functions take positional arguments in the order of the library's (the library
 makes the hyper-parameters keyword-only; the grader calls ``fn(*args)``), so the references
@@ -45,12 +46,11 @@ reaches in 11 halvings of [0, 2]; an answer read off the stability map (81 x 81 
 are more than 0.05 apart (a constant passes at most one case), and in the last case the
 difference mode, not the mean mode, ends the interval (forgetting it fails that case).
 
-The real run (``easgd_worker``, part 4) runs in the grader's sandbox too: `two_processes`
-starts two processes with `coursekit.distributed.runtime.launch`, which joins them over TCP on
-127.0.0.1 (the sandbox's own loopback; its network namespace has nothing else). A function
-defined in a notebook cannot be sent to a spawned process by reference (pickle names its module,
-and a notebook is none), so `two_processes` sends the worker's source text, which each process
-compiles with the names of `_worker_globals` and runs. The record holds each rank's final x_i,
+The real run (``easgd_worker``, part 4) runs in the grader's sandbox too:
+`coursekit.distributed.notebook.two_processes` starts two processes with
+`coursekit.distributed.runtime.launch`, which joins them over TCP on 127.0.0.1 (the sandbox's own
+loopback; its network namespace has nothing else), and each compiles the worker's source text.
+The record holds each rank's final x_i,
 its copy of the center and the bytes it sent through `runtime.all_reduce`; the reference is
 `simulate_easgd` with p = 2 and the byte count of one all-reduce of d float64 per communication
 step. The same rtol = 1e-6 applies: the all-reduce adds the same two elastic differences as the
@@ -61,16 +61,15 @@ and a reader of the code would see it.
 
 from __future__ import annotations
 
-import hashlib
-import inspect
-import math
-import textwrap
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-from ..functions import TASKS, Task
+from ...distributed.least_squares import least_squares_grads, least_squares_problem
+from ...distributed.notebook import WORLD_SIZE
+from ..functions import FunctionTask
+from ..registry import TASKS
 
 F64 = torch.float64
 HIDDEN = (
@@ -88,31 +87,15 @@ SEED = 2026_05  # every case below draws from a generator seeded from this
 BETA_CASES = ((0.5, 1, 1), (0.2, 10, 1), (1.8, 3, 4), (1.9, 2, 2))
 BETA_MAX = 2.0  # in every case the stable betas are (0, beta*) with beta* < BETA_MAX
 BETA_TOL = 1e-3
-WORLD_SIZE = 2  # processes of the real run
 
 
 def _generator(offset: int) -> torch.Generator:
     return torch.Generator().manual_seed(SEED + offset)
 
 
-def least_squares_grads(X: Tensor, y: Tensor, w: Tensor) -> Tensor:
-    r"""Each worker's gradient of its minibatch's mean squared error, all workers at once.
-
-    ``X`` (p, B, d), ``y`` (p, B), ``w`` (p, d) -> (p, d): :math:`\tfrac{2}{B} X_i^\top
-    (X_i w_i - y_i)` for worker i, the gradient of ``F.mse_loss(X_i @ w_i, y_i)``.
-    """
-    residual = (X @ w.unsqueeze(-1)).squeeze(-1) - y  # (p, B)
-    return (2.0 / X.shape[1]) * (X.transpose(1, 2) @ residual.unsqueeze(-1)).squeeze(-1)
-
-
-def problem(n: int, d: int, offset: int, noise: float = 0.1) -> tuple[Tensor, Tensor, Tensor]:
-    """A least-squares problem ``(X (n, d), y (n,), x0 (d,))`` in float64 from a fixed seed."""
-    gen = _generator(offset)
-    X = torch.randn(n, d, generator=gen, dtype=F64)
-    w_true = torch.randn(d, generator=gen, dtype=F64)
-    y = X @ w_true + noise * torch.randn(n, generator=gen, dtype=F64)
-    x0 = torch.randn(d, generator=gen, dtype=F64)
-    return X, y, x0
+def problem(n: int, d: int, offset: int) -> tuple[Tensor, Tensor, Tensor]:
+    """A case's least-squares problem ``(X, y, x0)`` in float64, from this module's seed."""
+    return least_squares_problem(n, d, seed=SEED + offset)
 
 
 # --- Part 1: EASGD's step -------------------------------------------------------------------
@@ -210,90 +193,6 @@ def _real_run_cases() -> list[tuple]:
     return [(X, y, x0, 0.1, 0.2, 3, 30, 12, 3)]
 
 
-def _worker_globals() -> dict:
-    """What a worker's source may use without importing it: the notebook's names for them."""
-    import torch.distributed as dist
-
-    from coursekit.distributed.runtime import all_reduce
-    from coursekit.ensembles import minibatches
-
-    return {"torch": torch, "dist": dist, "all_reduce": all_reduce,
-            "minibatches": minibatches, "math": math}  # fmt: skip
-
-
-def _run_rank(source: str, name: str, *args) -> tuple[Tensor, Tensor, int]:
-    """In each launched process: compile the worker's source, run it, count what it sent."""
-    import linecache
-
-    from coursekit.distributed import runtime
-
-    filename = f"<{name}>"
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace = {"__name__": "__worker__", **_worker_globals()}
-    exec(compile(source, filename, "exec"), namespace)
-    runtime.stats.reset()
-    result = namespace[name](*args)
-    if not (isinstance(result, tuple | list) and len(result) == 2):
-        raise TypeError(f"{name} returned a {type(result).__name__}; expected (x, center)")
-    x, center = (torch.as_tensor(t).detach().clone() for t in result)
-    return x, center, runtime.stats.bytes_sent
-
-
-_RUNS: dict[tuple, dict[str, Tensor]] = {}  # finished runs, by (source, arguments)
-
-
-def _digest(*tensors: Tensor) -> str:
-    h = hashlib.sha256()
-    for t in tensors:
-        h.update(str((t.dtype, tuple(t.shape))).encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def run_source(source: str, name: str) -> Callable[..., dict[str, Tensor]]:
-    """`two_processes` for a worker given as source text defining the function `name`."""
-    source = textwrap.dedent(source)
-
-    def run(X, y, x0, lr, alpha, tau, steps, batch_size, seed) -> dict[str, Tensor]:
-        from coursekit.distributed.runtime import launch
-
-        key = (source, name, _digest(X, y, x0), lr, alpha, tau, steps, batch_size, seed)
-        if key not in _RUNS:
-            args = (X, y, x0, lr, alpha, tau, steps, batch_size, seed)
-            try:
-                ranks = launch(  # gloo: the tensors are on the CPU, also where CUDA is
-                    _run_rank, WORLD_SIZE, source, name, *args, backend="gloo", timeout=30.0
-                )
-            except RuntimeError as error:
-                failures = [ln for ln in str(error).splitlines() if " failed: " in ln]
-                if failures and all("failed: NotImplementedError" in ln for ln in failures):
-                    raise NotImplementedError(name) from None
-                raise
-            _RUNS[key] = {
-                "workers": torch.stack([x for x, _, _ in ranks]),
-                "centers": torch.stack([c for _, c, _ in ranks]),
-                "bytes_sent": torch.tensor([float(b) for _, _, b in ranks], dtype=F64),
-            }
-        return {k: v.clone() for k, v in _RUNS[key].items()}
-
-    run.__name__ = name
-    return run
-
-
-def two_processes(worker: Callable) -> Callable[..., dict[str, Tensor]]:
-    """`worker` as the ranks of a real run: ``run(X, y, x0, lr, ..., seed) -> dict`` of tensors.
-
-    ``run(*args)`` starts `WORLD_SIZE` processes with `coursekit.distributed.runtime.launch`;
-    each compiles `worker`'s source (a notebook's function cannot be pickled by reference) with
-    the names of `_worker_globals` only, and calls ``worker(*args)``, which returns its
-    ``(x_i, center)``. The result: ``"workers"`` (2, d) and ``"centers"`` (2, d), rank r in row
-    r, and ``"bytes_sent"`` (2,), what each rank sent through `runtime.all_reduce`. A run is
-    remembered by the worker's source and the arguments, so checking the same run again does not
-    start the processes again.
-    """
-    return run_source(inspect.getsource(worker), worker.__name__)
-
-
 # --- The references --------------------------------------------------------------------------
 
 
@@ -358,8 +257,8 @@ def _real_run(X, y, x0, lr, alpha, tau, steps, batch_size, seed) -> dict[str, Te
     }
 
 
-TASKS["ps5.easgd_step"] = Task(
-    reference=f"{__name__}:_easgd_step",
+TASKS["ps5.easgd_step"] = FunctionTask(
+    reference=_easgd_step,
     cases=_easgd_cases,
     describe=(
         "p = 1 worker, d = 3, communicating",
@@ -369,8 +268,8 @@ TASKS["ps5.easgd_step"] = Task(
     ),
     hidden=HIDDEN,
 )
-TASKS["ps5.downpour_step"] = Task(
-    reference=f"{__name__}:_downpour_step",
+TASKS["ps5.downpour_step"] = FunctionTask(
+    reference=_downpour_step,
     cases=_downpour_cases,
     describe=(
         "p = 1 worker, d = 3, communicating",
@@ -380,8 +279,8 @@ TASKS["ps5.downpour_step"] = Task(
     ),
     hidden=HIDDEN,
 )
-TASKS["ps5.mode_maps"] = Task(
-    reference=f"{__name__}:_mode_maps",
+TASKS["ps5.mode_maps"] = FunctionTask(
+    reference=_mode_maps,
     cases=_mode_cases,
     describe=(
         "eta = 0.5, beta = 0.9, tau = 1, p = 1",
@@ -391,16 +290,16 @@ TASKS["ps5.mode_maps"] = Task(
     ),
     hidden=HIDDEN,
 )
-TASKS["ps5.largest_stable_beta"] = Task(
-    reference=f"{__name__}:_largest_stable_beta",
+TASKS["ps5.largest_stable_beta"] = FunctionTask(
+    reference=_largest_stable_beta,
     cases=_beta_cases,
     describe=tuple(f"eta = {e:g}, tau = {t}, p = {p}" for e, t, p in BETA_CASES),
     rtol=0.0,
     atol=BETA_TOL,
     hidden=HIDDEN,
 )
-TASKS["ps5.simulate"] = Task(
-    reference=f"{__name__}:_simulate",
+TASKS["ps5.simulate"] = FunctionTask(
+    reference=_simulate,
     cases=_simulate_cases,
     describe=(
         "p = 1, tau = 1, 40 steps",
@@ -410,8 +309,8 @@ TASKS["ps5.simulate"] = Task(
     ),
     hidden=HIDDEN,
 )
-TASKS["ps5.real_run"] = Task(
-    reference=f"{__name__}:_real_run",
+TASKS["ps5.real_run"] = FunctionTask(
+    reference=_real_run,
     cases=_real_run_cases,
     describe=("two processes, tau = 3, batches of 12 out of 50 samples, 30 steps",),
     hidden=HIDDEN,
