@@ -28,9 +28,11 @@ squared error, ``torch.nn.functional.mse_loss``, every curvature doubles.) Its e
   :math:`\alpha^\star = \|g\|^2 / g^\top H g` (seed 001), and taking it at every step
   (steepest descent) zig-zags, each gradient orthogonal to the previous one.
 
-Normalising the inputs (`standardize`: zero mean, unit variance per input) removes the spread
-of :math:`H`'s eigenvalues that comes from means and units. Stochastic gradient descent
-(`sgd`) steps after every sample instead of after every pass over the data.
+`loss` builds :math:`E` as a `coursekit.landscapes.Quadratic` (value, gradient, minimiser,
+excess loss, and a `Surface` to plot in two dimensions). Normalising the inputs (`standardize`:
+zero mean, unit variance per input) removes the spread of :math:`H`'s eigenvalues that comes
+from means and units. Stochastic gradient descent (`stochastic_gradient_descent`) steps after
+every sample instead of after every pass over the data.
 
 Lecture 1's experiments live here, once, for the notebook and its claim tests: `stretch_sweep`
 (steps against :math:`\kappa`), `normalisation_table` (raw against standardised inputs) and
@@ -43,7 +45,7 @@ Example::
     from coursekit.data import two_blobs
 
     blobs = two_blobs(200, mean_offset=(4, 4), scale=(1, 5), dtype=torch.float64)
-    loss = lu.Quadratic.from_data(blobs.x_train, blobs.y_train)
+    loss = lu.loss(blobs.x_train, blobs.y_train)           # a Quadratic: H, c, e
     lu.condition_number(loss.h)                            # about 700
     lr = lu.best_lr(loss.h)
     path = lu.gradient_descent(loss, lr, steps=100)        # (101, 3)
@@ -63,12 +65,11 @@ import torch
 from torch import Tensor
 
 from .data import two_blobs
-from .landscapes.surfaces import Surface
+from .landscapes.surfaces import Quadratic, _check_matrix
 
 __all__ = [
     "BatchVsStochastic",
     "Conditioning",
-    "Quadratic",
     "batch_vs_stochastic",
     "best_lr",
     "condition_number",
@@ -80,13 +81,14 @@ __all__ = [
     "gradient_descent_on_data",
     "hessian",
     "iterations_to_tolerance",
+    "loss",
     "max_stable_lr",
     "normalisation_table",
     "optimal_step",
     "predicted_iterations",
-    "sgd",
     "standardize",
     "steepest_descent",
+    "stochastic_gradient_descent",
     "stretch_sweep",
 ]
 
@@ -104,14 +106,6 @@ def _check_targets(x: Tensor, y: Tensor) -> None:
     if not isinstance(y, Tensor) or y.shape != (len(x),):
         shape = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
         raise ValueError(f"Invalid y: {shape} (must be a tensor of shape ({len(x)},))")
-
-
-def _check_matrix(h: Tensor) -> None:
-    if not isinstance(h, Tensor) or h.dim() != 2 or h.shape[0] != h.shape[1] or len(h) == 0:
-        shape = tuple(h.shape) if isinstance(h, Tensor) else type(h).__name__
-        raise ValueError(f"Invalid h: {shape} (must be a square matrix (d, d))")
-    if not torch.allclose(h, h.T, rtol=1e-6, atol=1e-9 * float(h.abs().max())):
-        raise ValueError("Invalid h: not symmetric (a Hessian is)")
 
 
 def _check_positive(name: str, value: float) -> None:
@@ -264,90 +258,23 @@ def standardize(x: Tensor) -> Tensor:
 # --- The loss as a quadratic ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Quadratic:
-    r""":math:`E(\theta) = \frac12 \theta^\top H \theta - c^\top \theta + e`, with :math:`H`
-    symmetric positive definite; `from_data` builds a linear unit's loss.
+def loss(x: Tensor, y: Tensor, bias: bool = True) -> Quadratic:
+    r"""The halved mean squared error of a linear unit on inputs ``x (P, d)`` and targets
+    ``y (P,)``, as the quadratic :math:`E(\theta) = \frac12 \theta^\top H \theta - c^\top
+    \theta + e` (module docstring):
 
-    Methods take points of shape ``(..., d)``, so one call evaluates a single point, a path
-    ``(T, d)`` or a grid ``(H, W, d)``.
+    .. math::
+        H = \tilde X^\top \tilde X / P, \qquad c = \tilde X^\top y / P, \qquad
+        e = y^\top y / 2P,
+
+    with :math:`\tilde X` the `design_matrix`; :math:`\theta = (w, b)`, the bias last (``(d,)``
+    without a bias).
     """
-
-    h: Tensor
-    c: Tensor
-    e: float = 0.0
-
-    def __post_init__(self) -> None:
-        _check_matrix(self.h)
-        if not isinstance(self.c, Tensor) or self.c.shape != (len(self.h),):
-            shape = tuple(self.c.shape) if isinstance(self.c, Tensor) else type(self.c).__name__
-            raise ValueError(f"Invalid c: {shape} (must be a vector of shape ({len(self.h)},))")
-
-    @classmethod
-    def from_data(cls, x: Tensor, y: Tensor, bias: bool = True) -> Quadratic:
-        r"""The halved mean squared error of a linear unit on inputs ``x (P, d)`` and targets
-        ``y (P,)``: :math:`H = \tilde X^\top \tilde X / P`, :math:`c = \tilde X^\top y / P`,
-        :math:`e = y^\top y / 2P`."""
-        design = design_matrix(x, bias)
-        _check_targets(x, y)
-        y = y.to(design.dtype)
-        p = len(design)
-        return cls(design.T @ design / p, design.T @ y / p, (y @ y).item() / (2 * p))
-
-    @property
-    def dim(self) -> int:
-        return len(self.h)
-
-    def value(self, theta: Tensor) -> Tensor:
-        r""":math:`E(\theta)`, shape ``(...)`` for points ``(..., d)``."""
-        h, c = self.h.to(theta), self.c.to(theta)
-        return 0.5 * ((theta @ h) * theta).sum(-1) - theta @ c + self.e
-
-    def grad(self, theta: Tensor) -> Tensor:
-        r""":math:`\nabla E(\theta) = H\theta - c`, shape ``(..., d)``."""
-        return theta @ self.h.to(theta) - self.c.to(theta)  # H is symmetric: theta H = H theta
-
-    def minimizer(self) -> Tensor:
-        r""":math:`\theta^\star = H^{-1} c`, where the gradient vanishes."""
-        return torch.linalg.solve(self.h, self.c)
-
-    def min_value(self) -> float:
-        r""":math:`E^\star = e - \frac12 c^\top \theta^\star`."""
-        return self.e - 0.5 * (self.c @ self.minimizer()).item()
-
-    def excess(self, theta: Tensor) -> Tensor:
-        r""":math:`E(\theta) - E^\star = \frac12 (\theta - \theta^\star)^\top H
-        (\theta - \theta^\star)`, computed from the error so that it stays accurate near 0."""
-        error = theta - self.minimizer().to(theta)
-        return 0.5 * ((error @ self.h.to(theta)) * error).sum(-1)
-
-    def surface(
-        self,
-        bounds: tuple[tuple[float, float], tuple[float, float]] | None = None,
-        name: str = "linear unit loss",
-        start: tuple[float, float] = (0.0, 0.0),
-    ) -> Surface:
-        """A two-parameter loss as a `coursekit.landscapes.Surface`, for `coursekit.plotting`.
-
-        `bounds` default to a window around the minimum that holds `start`.
-        """
-        if self.dim != 2:
-            raise ValueError(f"Invalid dim: {self.dim} (a surface needs exactly 2 parameters)")
-        star = self.minimizer()
-        if bounds is None:
-            corner = torch.tensor(start, dtype=star.dtype)
-            reach = 1.25 * (corner - star).abs().max().clamp(min=1e-3).item()
-            bounds = tuple((s - reach, s + reach) for s in star.tolist())
-        return Surface(
-            name=name,
-            value=self.value,
-            grad=self.grad,
-            minima=(tuple(star.tolist()),),
-            min_value=self.min_value(),
-            bounds=bounds,
-            start=start,
-            labels=("w₁", "w₂"),
-        )
+    design = design_matrix(x, bias)
+    _check_targets(x, y)
+    y = y.to(design.dtype)
+    p = len(design)
+    return Quadratic(design.T @ design / p, design.T @ y / p, (y @ y).item() / (2 * p))
 
 
 # --- Gradient descent -----------------------------------------------------------------------
@@ -443,13 +370,13 @@ def gradient_descent_on_data(
 
     Shape ``(d + 1,)``, the bias last (``(d,)`` without a bias). Assignment 1's reference.
     """
-    return gradient_descent(Quadratic.from_data(x, y, bias), lr, steps)[-1]
+    return gradient_descent(loss(x, y, bias), lr, steps)[-1]
 
 
 # --- Stochastic gradient descent ------------------------------------------------------------
 
 
-def sgd(
+def stochastic_gradient_descent(
     x: Tensor,
     y: Tensor,
     lr: float,
@@ -472,8 +399,8 @@ def sgd(
     every pass; with a fixed :math:`\eta` it never settles, but fluctuates around the minimum.
 
     Returns the parameters after every sample, ``(epochs * P + 1, d)`` (``d + 1`` with a
-    bias); row 0 is the start (default 0). ``Quadratic.from_data(x, y, bias).value(path)``
-    gives the loss over the whole set along the way.
+    bias); row 0 is the start (default 0). ``loss(x, y, bias).value(path)`` gives the loss
+    over the whole set along the way. (`coursekit.optim.SGD` is the optimizer for any model.)
     """
     design = design_matrix(x, bias)
     _check_targets(x, y)
@@ -536,11 +463,11 @@ def conditioning(x: Tensor, y: Tensor, tol: float, *, bias: bool = False) -> Con
         \le \rho^{2k}\, \bigl(E(\theta_0) - E^\star\bigr), \qquad
         \rho = \frac{\kappa - 1}{\kappa + 1}.
     """
-    loss = Quadratic.from_data(x, y, bias)
-    kappa = condition_number(loss.h)
+    bowl = loss(x, y, bias)
+    kappa = condition_number(bowl.h)
     return Conditioning(
         kappa=kappa,
-        steps=iterations_to_tolerance(loss, best_lr(loss.h), tol),
+        steps=iterations_to_tolerance(bowl, best_lr(bowl.h), tol),
         predicted=predicted_iterations(kappa, tol),
     )
 
@@ -645,17 +572,18 @@ def batch_vs_stochastic(
     Repeating the data changes neither :math:`E` nor :math:`H`, so batch GD with the best fixed
     step :math:`\eta = 2 / (\lambda_{\min} + \lambda_{\max})` takes the same steps as on
     one copy, :math:`\theta_{k+1} = \theta_k - \eta \nabla E(\theta_k)`, `epochs` of them,
-    each costing :math:`P = ` ``copies * len(x)`` samples. `sgd` with step `lr` makes
-    ``epochs * P`` steps :math:`\theta \leftarrow \theta + \mathrm{lr}\,(y_p - \theta^\top
-    \tilde x_p)\, \tilde x_p`, in the order `sgd` draws from `seed`.
+    each costing :math:`P = ` ``copies * len(x)`` samples. `stochastic_gradient_descent` with
+    step `lr` makes ``epochs * P`` steps :math:`\theta \leftarrow \theta + \mathrm{lr}\,(y_p -
+    \theta^\top \tilde x_p)\, \tilde x_p`, in the order it draws from `seed`.
     """
     if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
         raise ValueError(f"Invalid copies: {copies!r} (must be an int >= 1)")
     _check_inputs(x)
     _check_targets(x, y)
     big_x, big_y = x.repeat(copies, 1), y.repeat(copies)  # (copies * len(x), d)
-    loss = Quadratic.from_data(big_x, big_y, bias)
-    start = loss.excess(torch.zeros_like(loss.c))
-    batch = loss.excess(gradient_descent(loss, best_lr(loss.h), epochs))
-    stochastic = loss.excess(sgd(big_x, big_y, lr, epochs, bias=bias, seed=seed))
+    bowl = loss(big_x, big_y, bias)
+    start = bowl.excess(torch.zeros_like(bowl.c))
+    batch = bowl.excess(gradient_descent(bowl, best_lr(bowl.h), epochs))
+    path = stochastic_gradient_descent(big_x, big_y, lr, epochs, bias=bias, seed=seed)
+    stochastic = bowl.excess(path)
     return BatchVsStochastic(len(big_x), batch / start, stochastic / start)

@@ -7,7 +7,6 @@ hand-derived closed forms, and eigenvalues of full matrices.
 
 import math
 
-import matplotlib
 import numpy as np
 import pytest
 import torch
@@ -31,9 +30,6 @@ from coursekit.distributed.stability import (
     easgd_round_robin_map,
     easgd_round_robin_radius,
     easgd_turn_map,
-    plot_admm_stability,
-    plot_round_robin_boundary,
-    plot_stability_map,
     round_robin_boundary,
     schedule_growth,
     spectral_radius,
@@ -42,7 +38,6 @@ from coursekit.distributed.stability import (
 )
 from coursekit.ensembles import minibatches
 
-matplotlib.use("Agg")
 f64 = torch.float64
 
 
@@ -257,14 +252,6 @@ def test_full_stability_grid_computes():
     assert (stable[2] > 0.95 * 101**2).all()
 
 
-def test_plot_stability_map_draws_the_grid():
-    axis = torch.linspace(0, 2, 21, dtype=f64)
-    fig = plot_stability_map(axis, axis)
-    panels = [ax for ax in fig.axes if ax.get_title()]
-    assert len(panels) == 12 and panels[0].get_title() == r"$\tau=1$, $p=1$"
-    matplotlib.pyplot.close(fig)
-
-
 # ---------------------------------------------------------------------------------------------
 # ADMM, round robin
 # ---------------------------------------------------------------------------------------------
@@ -317,7 +304,7 @@ def test_admm_diverges_from_seed_start():
     assert (late / early) ** (1 / 2000) == pytest.approx(radius, abs=1e-6)
 
 
-def test_admm_sweep_and_figure():
+def test_admm_sweep():
     etas = torch.linspace(1e-4, 1e-2, 30, dtype=f64)
     rhos = torch.linspace(0.1, 10, 40, dtype=f64)
     radius = admm_spectral_radius(etas, rhos, p=3)
@@ -326,9 +313,6 @@ def test_admm_sweep_and_figure():
     torch.testing.assert_close(
         radius[5, 7], spectral_radius(admm_round_robin_map(etas[5], rhos[7], 3))
     )
-    fig = plot_admm_stability(etas, rhos)
-    assert len([ax for ax in fig.axes if ax.get_title()]) == 2
-    matplotlib.pyplot.close(fig)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,8 +357,6 @@ def test_round_robin_arguments_are_checked():
         schedule_growth([easgd_turn_map(0.1, 0.1, 1, 0)], [])
     with pytest.raises(ValueError, match="points"):
         stable_fraction(tau=1, p=1, points=2)
-    with pytest.raises(ValueError, match="rows"):
-        plot_stability_map(torch.zeros(3, dtype=f64), torch.zeros(3, dtype=f64), rows="eta")
 
 
 def test_round_robin_boundary_is_nan_where_every_alpha_contracts():
@@ -402,15 +384,3 @@ def test_stable_fraction_counts_the_inner_points_of_the_stability_map():
     axis = torch.linspace(0, 2, 21, dtype=f64)
     radius = stability_map(axis, axis, tau=3, p=10)[1:-1, 1:-1]
     assert stable_fraction(tau=3, p=10, points=21) == (radius < 1).double().mean().item()
-
-
-def test_plot_stability_map_rows_tau_and_the_round_robin_figure_draw():
-    axis = torch.linspace(0, 2, 11, dtype=f64)
-    fig = plot_stability_map(axis, axis, taus=(1, 10), ps=(1, 10, 100), rows="tau")
-    panels = [ax for ax in fig.axes if ax.get_title()]
-    assert len(panels) == 6 and panels[1].get_title() == r"$\tau=1$, $p=10$"
-    matplotlib.pyplot.close(fig)
-    etas = torch.linspace(0.1, 1.9, 5, dtype=f64)
-    fig = plot_round_robin_boundary(etas, {p: round_robin_boundary(etas, p=p) for p in (1, 2)})
-    assert len(fig.axes[0].get_lines()) == 3  # two p and the zero line
-    matplotlib.pyplot.close(fig)

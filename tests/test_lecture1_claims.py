@@ -22,6 +22,7 @@ from scipy.optimize import minimize_scalar
 from coursekit import curvature
 from coursekit import linear_unit as lu
 from coursekit.data import two_blobs
+from coursekit.landscapes import Quadratic
 from coursekit.models import LinearUnit
 
 F64 = torch.float64
@@ -43,7 +44,7 @@ def blobs():
 @pytest.fixture(scope="module")
 def loss(blobs):
     x, y = blobs
-    return lu.Quadratic.from_data(x, y, bias=False)
+    return lu.loss(x, y, bias=False)
 
 
 def _half_mse(x, y):
@@ -274,7 +275,7 @@ def test_optimal_step_on_random_quadratics_beats_every_other_step():
     gen = torch.Generator().manual_seed(1)
     for d in (2, 5, 10):
         a = torch.randn(d, d, generator=gen, dtype=F64)
-        bowl = lu.Quadratic(a @ a.T + 0.1 * torch.eye(d, dtype=F64), torch.randn(d, dtype=F64))
+        bowl = Quadratic(a @ a.T + 0.1 * torch.eye(d, dtype=F64), torch.randn(d, dtype=F64))
         w = torch.randn(d, generator=gen, dtype=F64)
         g = bowl.grad(w)
         alpha = lu.optimal_step(bowl.h, g)
@@ -292,7 +293,7 @@ def test_steepest_descent_against_the_best_fixed_step(seed):
     rho^(2k) (E0 - E*) exactly in two dimensions, rho = (kappa - 1)/(kappa + 1) from the 2x2
     closed form; from w = 0 it is ahead of the fixed step by over 20 times after 10 steps."""
     x, y = _blobs(seed)
-    loss = lu.Quadratic.from_data(x, y, bias=False)
+    loss = lu.loss(x, y, bias=False)
     mean, covariance = _moments(x)
     low, high = _eig2(covariance + np.outer(mean, mean))
     rho = (high / low - 1) / (high / low + 1)
@@ -324,7 +325,7 @@ def test_steepest_descent_worst_case_rate_is_rho_squared(loss):
 def test_batch_vs_stochastic_is_the_two_loops_written_out():
     """Compared, on a small case, with numpy loops: batch GD with 2/(lambda_min + lambda_max)
     from numpy's eigvalsh, SGD over torch.randperm orders from a generator seeded with `seed`
-    (the order `sgd` documents), E - E* from lstsq's minimiser, relative to the start."""
+    (the order `stochastic_gradient_descent` documents), E - E* from lstsq's minimiser, relative to the start."""
     gen = torch.Generator().manual_seed(2)
     x = torch.randn(7, 2, generator=gen, dtype=F64) + torch.tensor([0.5, -1.0], dtype=F64)
     y = torch.randn(7, generator=gen, dtype=F64)
@@ -362,8 +363,8 @@ def test_batch_vs_stochastic_is_the_two_loops_written_out():
 def test_repeating_the_data_changes_neither_the_loss_nor_batch_gd(blobs):
     """H and c of the set repeated 10 times compared with those of the set once."""
     x, y = blobs
-    once = lu.Quadratic.from_data(lu.standardize(x), y, bias=False)
-    many = lu.Quadratic.from_data(lu.standardize(x).repeat(10, 1), y.repeat(10), bias=False)
+    once = lu.loss(lu.standardize(x), y, bias=False)
+    many = lu.loss(lu.standardize(x).repeat(10, 1), y.repeat(10), bias=False)
     torch.testing.assert_close(once.h, many.h)
     torch.testing.assert_close(once.c, many.c)
 
@@ -415,11 +416,11 @@ def test_design_matrix_and_hessian_closed_forms():
 
 
 @pytest.mark.parametrize("bias", [False, True])
-def test_quadratic_from_data_is_the_half_mean_squared_error(bias):
+def test_loss_is_the_half_mean_squared_error(bias):
     """Compared with the half MSE computed directly, autograd's gradient and lstsq's
     minimiser."""
     x, y = _data()
-    bowl = lu.Quadratic.from_data(x, y, bias=bias)
+    bowl = lu.loss(x, y, bias=bias)
     design = lu.design_matrix(x, bias)
     gen = torch.Generator().manual_seed(5)
     thetas = torch.randn(7, design.shape[1], generator=gen, dtype=F64)
@@ -455,7 +456,7 @@ def test_spectrum_helpers_closed_forms():
 def test_iterations_in_two_dimensions_equal_the_prediction(kappa):
     """Compared with ceil(ln tol / 2 ln rho) on diag(1, kappa), where both error components
     start equal and shrink by exactly rho."""
-    bowl = lu.Quadratic(
+    bowl = Quadratic(
         torch.diag(torch.tensor([1.0, kappa], dtype=F64)), torch.tensor([1.0, kappa], dtype=F64)
     )  # minimum at (1, 1); from 0 both components start at 1
     steps = lu.iterations_to_tolerance(bowl, lu.best_lr(bowl.h), 1e-8)
@@ -467,7 +468,7 @@ def test_iterations_in_two_dimensions_equal_the_prediction(kappa):
 def test_gradient_descent_steps_and_stability_boundary():
     """Compared with the powers (1 - lr lambda_i)^k on diag(1, 4), and with the sign flip
     (-1)^k at lr = 2/lambda_max exactly."""
-    bowl = lu.Quadratic(torch.diag(torch.tensor([1.0, 4.0], dtype=F64)), torch.zeros(2, dtype=F64))
+    bowl = Quadratic(torch.diag(torch.tensor([1.0, 4.0], dtype=F64)), torch.zeros(2, dtype=F64))
     path = lu.gradient_descent(bowl, 0.1, 3, start=torch.tensor([1.0, 1.0], dtype=F64))
     expected = torch.tensor([[0.9**k, 0.6**k] for k in range(4)], dtype=F64)  # 1 - lr * lambda
     torch.testing.assert_close(path, expected)
@@ -503,11 +504,11 @@ def test_standardize_gives_zero_mean_unit_population_variance():
     torch.testing.assert_close(lu.hessian(z[:, :3], bias=False), torch.corrcoef(x[:, :3].T))
 
 
-def test_sgd_is_the_per_sample_update_in_a_seeded_order():
+def test_stochastic_gradient_descent_is_the_per_sample_update_in_a_seeded_order():
     """Compared with the per-sample loop over torch.randperm orders seeded with `seed`, and
     with one batch step of P times a tiny step."""
     x, y = _data(p=6, d=2)
-    path = lu.sgd(x, y, 0.05, 2, seed=3)
+    path = lu.stochastic_gradient_descent(x, y, 0.05, 2, seed=3)
     assert path.shape == (13, 3)
     design = lu.design_matrix(x)
     gen = torch.Generator().manual_seed(3)
@@ -517,22 +518,22 @@ def test_sgd_is_the_per_sample_update_in_a_seeded_order():
             theta = theta - 0.05 * (design[p] @ theta - y[p]) * design[p]
     torch.testing.assert_close(path[-1], theta)
     # one pass with a tiny step, summed, is one batch step of P times that step
-    tiny = lu.sgd(x, y, 1e-8, 1, seed=0)[-1]
-    batch = lu.gradient_descent(lu.Quadratic.from_data(x, y), 6e-8, 1)[-1]
+    tiny = lu.stochastic_gradient_descent(x, y, 1e-8, 1, seed=0)[-1]
+    batch = lu.gradient_descent(lu.loss(x, y), 6e-8, 1)[-1]
     torch.testing.assert_close(tiny, batch, rtol=1e-6, atol=1e-14)
 
 
 def test_surface_and_first_below():
-    """Compared with the Quadratic's own value and minimiser, and first_below with indices
+    """Compared with the loss's own value and minimiser, and first_below with indices
     read off by hand."""
     x, y = _data(d=2)
-    bowl = lu.Quadratic.from_data(x, y, bias=False)
+    bowl = lu.loss(x, y, bias=False)
     surface = bowl.surface()
     point = torch.tensor([0.3, -0.2], dtype=F64)
     assert surface.value(point) == bowl.value(point)
     torch.testing.assert_close(torch.tensor(surface.minima[0], dtype=F64), bowl.minimizer())
     with pytest.raises(ValueError, match="Invalid dim"):
-        lu.Quadratic.from_data(x, y).surface()
+        lu.loss(x, y).surface()
     assert lu.first_below(torch.tensor([3.0, 2.0, 1.0, 0.5]), 1.0) == 2
     assert lu.first_below(torch.tensor([3.0, 2.0]), 1.0) is None
 
@@ -547,7 +548,7 @@ def _redundant_run():
     [
         (lambda: lu.hessian(torch.ones(3, dtype=F64)), "x"),
         (lambda: lu.hessian(torch.ones(3, 2, dtype=torch.long)), "x"),
-        (lambda: lu.Quadratic.from_data(torch.ones(3, 2), torch.ones(4)), "y"),
+        (lambda: lu.loss(torch.ones(3, 2), torch.ones(4)), "y"),
         (lambda: lu.condition_number(torch.ones(2, 3)), "h"),
         (lambda: lu.condition_number(torch.tensor([[1.0, 2.0], [0.0, 1.0]])), "h"),
         (lambda: lu.max_stable_lr(-torch.eye(2)), "h"),
@@ -555,16 +556,16 @@ def _redundant_run():
         (lambda: lu.optimal_step(torch.eye(2), torch.zeros(2)), "g"),
         (lambda: lu.convergence_rate(0.5), "kappa"),
         (lambda: lu.predicted_iterations(2.0, 1.5), "tol"),
-        (lambda: lu.gradient_descent(lu.Quadratic(torch.eye(2), torch.ones(2)), -1.0, 3), "lr"),
-        (lambda: lu.gradient_descent(lu.Quadratic(torch.eye(2), torch.ones(2)), 0.1, -1), "steps"),
+        (lambda: lu.gradient_descent(Quadratic(torch.eye(2), torch.ones(2)), -1.0, 3), "lr"),
+        (lambda: lu.gradient_descent(Quadratic(torch.eye(2), torch.ones(2)), 0.1, -1), "steps"),
         (
             lambda: lu.gradient_descent(
-                lu.Quadratic(torch.eye(2), torch.ones(2)), 0.1, 1, start=torch.ones(3)
+                Quadratic(torch.eye(2), torch.ones(2)), 0.1, 1, start=torch.ones(3)
             ),
             "start",
         ),
-        (lambda: lu.Quadratic(torch.eye(2), torch.ones(3)), "c"),
-        (lambda: lu.sgd(torch.ones(3, 2), torch.ones(3), 0.1, -2), "epochs"),
+        (lambda: Quadratic(torch.eye(2), torch.ones(3)), "c"),
+        (lambda: lu.stochastic_gradient_descent(torch.ones(3, 2), torch.ones(3), 0.1, -2), "epochs"),
         (lambda: lu.first_below(torch.ones(2, 2), 0.0), "values"),
         (lambda: lu.stretch_sweep([1.0, -2.0], 1e-3), "stretches"),
         (

@@ -20,8 +20,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from coursekit.distributed import launch, simulate_admm_round_robin
-from coursekit.distributed.plots import run_curve
+from coursekit.distributed import launch, run_curve, simulate_admm_round_robin
 from coursekit.distributed.simulate import local_sgd_step
 from coursekit.distributed.stability import (
     admm_round_robin_map,

@@ -1,4 +1,5 @@
-"""Tests for coursekit.plotting: labelled figures, one grid evaluation, offline animations."""
+"""Tests for coursekit.plotting's general figures (style, surfaces, animation, curves): labelled
+figures, one grid evaluation, offline animations. Lecture 8's are in test_plotting_distributed.py."""
 
 from __future__ import annotations
 

@@ -1,13 +1,16 @@
-"""Tests for coursekit.landscapes.surfaces: formulas against autograd, minima, trajectories."""
+"""Tests for coursekit.landscapes.surfaces: formulas against autograd and dense linear algebra,
+minima, trajectories."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from coursekit.landscapes import (
+    Quadratic,
     Surface,
     all_surfaces,
     beale,
@@ -179,6 +182,88 @@ def _quadratic_matrix(kappa: float, angle: float, scale: float) -> torch.Tensor:
         @ torch.diag(torch.tensor([scale, scale * kappa], dtype=torch.float64))
         @ rotation.T
     )
+
+
+def _random_quadratic(d: int, seed: int) -> Quadratic:
+    """A positive definite H = A A' + I/10, c and e drawn from a seeded generator."""
+    gen = torch.Generator().manual_seed(seed)
+    a = torch.randn(d, d, generator=gen, dtype=torch.float64)
+    h = a @ a.T + 0.1 * torch.eye(d, dtype=torch.float64)
+    c = torch.randn(d, generator=gen, dtype=torch.float64)
+    return Quadratic(h, c, e=torch.randn(1, generator=gen).item())
+
+
+@pytest.mark.parametrize("d", [1, 2, 5])
+def test_quadratic_class_against_dense_linear_algebra(d: int) -> None:
+    """Compared with numpy: the value 0.5 t'Ht - c't + e point by point, the minimiser that
+    numpy.linalg.solve gives for H t = c, E* its value there; the gradient with autograd's."""
+    bowl = _random_quadratic(d, seed=d)
+    h, c = bowl.h.numpy(), bowl.c.numpy()
+    points = torch.randn(4, 3, d, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    values = bowl.value(points)
+    assert values.shape == (4, 3) and bowl.dim == d
+    for t, value in zip(points.reshape(-1, d).numpy(), values.reshape(-1).tolist()):
+        assert value == pytest.approx(0.5 * t @ h @ t - c @ t + bowl.e, rel=1e-12, abs=1e-12)
+    star = np.linalg.solve(h, c)
+    np.testing.assert_allclose(bowl.minimizer().numpy(), star, rtol=1e-10)
+    assert bowl.min_value() == pytest.approx(0.5 * star @ h @ star - c @ star + bowl.e, rel=1e-10)
+    torch.testing.assert_close(bowl.excess(points), values - bowl.min_value())
+    torch.testing.assert_close(
+        bowl.grad(bowl.minimizer()), torch.zeros(d, dtype=torch.float64), rtol=0, atol=1e-10
+    )
+    leaf = points.clone().requires_grad_(True)
+    (autograd,) = torch.autograd.grad(bowl.value(leaf).sum(), leaf)
+    torch.testing.assert_close(bowl.grad(points), autograd)
+    hessian = torch.autograd.functional.hessian(bowl.value, points[0, 0])
+    torch.testing.assert_close(hessian, bowl.h)
+    low = bowl.value(points.float())  # the points' dtype, not H's
+    assert low.dtype == torch.float32 and bowl.grad(points.float()).dtype == torch.float32
+
+
+def test_quadratic_surface_is_the_same_function_in_two_dimensions() -> None:
+    """Compared with the Quadratic itself: the surface's value, gradient, minimum and E*; the
+    default window centred on the minimum holds the start; other dimensions are refused."""
+    bowl = _random_quadratic(2, seed=3)
+    surface = bowl.surface(start=(1.0, -2.0), labels=("a", "b"), name="bowl")
+    points = torch.randn(5, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert torch.equal(surface.value(points), bowl.value(points))
+    assert torch.equal(surface.grad(points), bowl.grad(points))
+    torch.testing.assert_close(torch.tensor(surface.minima[0], dtype=torch.float64),
+                               bowl.minimizer())
+    assert surface.min_value == bowl.min_value()
+    assert (surface.name, surface.labels, surface.start) == ("bowl", ("a", "b"), (1.0, -2.0))
+    star = bowl.minimizer().tolist()
+    for (lo, hi), centre, start in zip(surface.bounds, star, surface.start):
+        assert lo <= start <= hi and (lo + hi) / 2 == pytest.approx(centre, abs=1e-12)
+    with pytest.raises(ValueError, match="Invalid dim"):
+        _random_quadratic(3, seed=0).surface()
+
+
+@pytest.mark.parametrize(("kappa", "angle", "scale"), [(1.0, 0.0, 1.0), (20.0, 0.4, 0.5)])
+def test_the_quadratic_bowl_is_the_quadratic_of_its_matrix(
+    kappa: float, angle: float, scale: float
+) -> None:
+    """Compared with 0.5 x'Ax for A = R diag(s, s kappa) R' built by matrix products."""
+    surface = quadratic(condition_number=kappa, angle=angle, scale=scale)
+    a = _quadratic_matrix(kappa, angle, scale)
+    points = torch.randn(6, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    expected = 0.5 * torch.einsum("ni,ij,nj->n", points, a, points)
+    torch.testing.assert_close(surface.value(points), expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(surface.grad(points), points @ a, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("build", "name"),
+    [
+        (lambda: Quadratic(torch.eye(2), torch.ones(3)), "c"),
+        (lambda: Quadratic(torch.ones(2, 3), torch.ones(2)), "h"),
+        (lambda: Quadratic(torch.tensor([[1.0, 2.0], [0.0, 1.0]]), torch.ones(2)), "h"),
+    ],
+)
+def test_invalid_quadratics_name_the_field(build, name: str) -> None:
+    """Does a bad H or c raise a ValueError naming it?"""
+    with pytest.raises(ValueError, match=f"Invalid {name}:"):
+        build()
 
 
 def test_trajectory_sgd_on_quadratic_matches_closed_form() -> None:

@@ -7,11 +7,15 @@
 - `simulate`: p workers as one ``[p, d]`` tensor, for quadratics and least squares.
 - `stability`: EASGD's stability map (synchronous and round robin) and ADMM's round-robin
   instability.
+- `curves`: `run_curve`, a real run's test error against time and bytes sent.
 - `train`: the training script, ``torchrun ... -m coursekit.distributed.train`` (not imported
   here, so that ``python -m`` runs it without a warning).
+
+The figures of lecture 8 are drawn by `coursekit.plotting`, which this package does not import.
 """
 
 from .asynchronous import run_async
+from .curves import run_curve
 from .runtime import (
     all_reduce,
     broadcast,
@@ -40,9 +44,6 @@ from .stability import (
     easgd_round_robin_map,
     easgd_turn_map,
     order_radii,
-    plot_admm_stability,
-    plot_round_robin_boundary,
-    plot_stability_map,
     schedule_growth,
     stability_map,
     stable_fraction,
@@ -68,12 +69,10 @@ __all__ = [
     "launch",
     "load_checkpoint",
     "order_radii",
-    "plot_admm_stability",
-    "plot_round_robin_boundary",
-    "plot_stability_map",
     "recv",
     "run",
     "run_async",
+    "run_curve",
     "save_checkpoint",
     "schedule_growth",
     "send",

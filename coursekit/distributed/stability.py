@@ -88,8 +88,6 @@ turn too, since it only needs each turn to move :math:`(x_i, \tilde x)` alone.) 
 
     radius = stability_map(torch.linspace(0, 2, 101), torch.linspace(0, 2, 101), tau=10, p=100)
     share = stable_fraction(tau=1, p=1)     # near 1 - ln 2, the exact share of the square
-    fig = plot_stability_map()              # seed's grid: rows p, columns tau
-    fig = plot_admm_stability()             # seed's figure 1
     turns = [easgd_turn_map(0.5, 0.3, 4, i) for i in range(4)]
     order_radii(turns)                      # 24 equal radii, one per order
 """
@@ -98,12 +96,9 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
-import matplotlib.pyplot as plt
 import torch
-from matplotlib.colors import TwoSlopeNorm
-from matplotlib.figure import Figure
 from torch import Tensor
 
 from .simulate import (
@@ -123,9 +118,6 @@ __all__ = [
     "easgd_round_robin_radius",
     "easgd_turn_map",
     "order_radii",
-    "plot_admm_stability",
-    "plot_round_robin_boundary",
-    "plot_stability_map",
     "round_robin_boundary",
     "schedule_growth",
     "spectral_radius",
@@ -186,9 +178,9 @@ def stability_map(
 def stable_fraction(*, tau: int, p: int, points: int = 101, h: float = 1.0) -> float:
     r"""Share of the open square :math:`0 < \eta, \beta < 2` where one period contracts.
 
-    Counted on the ``points`` x ``points`` uniform grid of :math:`[0, 2]^2` that
-    `plot_stability_map` draws, without its edges (the radius is at least 1 on
-    :math:`\eta = 0` and :math:`\beta = 0`): the share of the :math:`(points - 2)^2` inner
+    Counted on the ``points`` x ``points`` uniform grid of :math:`[0, 2]^2` that lecture 8's
+    `coursekit.plotting.plot_stability_map` draws, without its edges (the radius is at least 1
+    on :math:`\eta = 0` and :math:`\beta = 0`): the share of the :math:`(points - 2)^2` inner
     points where `stability_map` is below 1. For p = 1, :math:`\tau = 1` the stable set is
     :math:`\alpha < (4 - 2\eta)/(4 - \eta)` (module docstring), of area
     :math:`\int_0^2 (2 - \tfrac{4}{4 - \eta})\, d\eta = 4 - 4\ln 2`: a share
@@ -437,131 +429,6 @@ def _compose(maps: Sequence[Tensor]) -> Tensor:
     for m in maps[1:]:
         result = m @ result
     return result
-
-
-# ---------------------------------------------------------------------------------------------
-# Figures.
-# ---------------------------------------------------------------------------------------------
-
-
-def plot_stability_map(
-    etas: Tensor | None = None,
-    betas: Tensor | None = None,
-    *,
-    taus: Sequence[int] = (1, 10, 100),
-    ps: Sequence[int] = (1, 10, 100, 1000),
-    h: float = 1.0,
-    rows: str = "p",
-) -> Figure:
-    r"""The seed's grid of EASGD stability maps: one panel per (p, tau), rows p, columns tau.
-
-    ``rows="tau"`` transposes the grid (rows tau, columns p), which fits a wide slide better.
-
-    Each panel colours the spectral radius of one period over :math:`\eta \in [0, 2]` (x) and
-    :math:`\beta = p\alpha \in [0, 2]` (y) on :math:`f = x^2/2`, blue where it converges (< 1)
-    and red where it diverges, with the contour radius = 1 in black. What it shows:
-
-    * on the edges nothing converges: at :math:`\beta = 0` the center never moves (radius
-      exactly 1); at :math:`\eta = 0` nothing pulls the sum of all variables to 0 (radius at
-      least 1), and the workers' distance to the center grows by
-      :math:`|1 - \beta(1 + 1/p)|` per exchange, above 1 once :math:`\beta(1 + 1/p) > 2`;
-    * p = 1, :math:`\tau = 1`: the map is symmetric, and stable iff
-      :math:`0 < \eta < 2` and :math:`\alpha < (4 - 2\eta)/(4 - \eta)` (the black curve from
-      (0, 1) to (2, 0)); the upper part of the square diverges;
-    * more workers enlarge the stable region: with :math:`\alpha = \beta/p \to 0` the mean
-      mode tends to :math:`\begin{pmatrix} a & 0 \\ \beta & 1 - \beta\end{pmatrix}`, stable on
-      the whole open square :math:`0 < \eta, \beta < 2`; at p = 1000 only a thin band along
-      :math:`\beta = 2` and :math:`\eta = 2` remains unstable;
-    * a longer period :math:`\tau` enlarges it too, and shrinks the radius inside: between two
-      communications the workers contract by :math:`(1 - \eta)^{\tau - 1}`, which damps the
-      elastic exchange; only small :math:`\eta` (where that factor is near 1) keeps an
-      unstable corner at large :math:`\beta` (visible at p = 1 and 10, :math:`\tau = 10`).
-    """
-    if rows not in ("p", "tau"):
-        raise ValueError(f"Invalid rows: {rows!r} (must be 'p' or 'tau')")
-    etas = torch.linspace(0, 2, 101, dtype=torch.float64) if etas is None else etas
-    betas = torch.linspace(0, 2, 101, dtype=torch.float64) if betas is None else betas
-    n_rows, n_cols = (len(ps), len(taus)) if rows == "p" else (len(taus), len(ps))
-    fig, axes = plt.subplots(
-        n_rows, n_cols, figsize=(3.2 * n_cols, 2.6 * n_rows),
-        sharex=True, sharey=True, squeeze=False, layout="constrained",
-    )
-    norm = TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=2.0)
-    x, y = etas.cpu().numpy(), betas.cpu().numpy()
-    for i, p in enumerate(ps):
-        for j, tau in enumerate(taus):
-            row, col = (i, j) if rows == "p" else (j, i)
-            ax = axes[row, col]
-            radius = stability_map(etas, betas, tau=tau, p=p, h=h).clamp(max=2.0).cpu().numpy()
-            image = ax.pcolormesh(x, y, radius, cmap="RdBu_r", norm=norm, shading="auto")
-            # Inside only: on the grid's edges (eta or beta = 0) the radius is exactly 1, and
-            # rounding would scatter bits of the contour along them.
-            inside = radius[1:-1, 1:-1]
-            ax.contour(x[1:-1], y[1:-1], inside, levels=[1.0], colors="black", linewidths=1.0)
-            ax.set_title(rf"$\tau={tau}$, $p={p}$")
-            if row == n_rows - 1:
-                ax.set_xlabel(r"step size $\eta$")
-            if col == 0:
-                ax.set_ylabel(r"$\beta = p\alpha$")
-    fig.colorbar(image, ax=axes, label="spectral radius of one period (clipped at 2)",
-                 extend="max")
-    fig.suptitle(r"Synchronous EASGD on $f(x) = x^2/2$: stable where the radius is below 1")
-    return fig
-
-
-def plot_admm_stability(
-    etas: Tensor | None = None, rhos: Tensor | None = None, *, ps: Sequence[int] = (3, 8)
-) -> Figure:
-    r"""The seed's figure 1: spectral radius of round-robin ADMM over :math:`(\rho, \eta)`.
-
-    One panel per p, :math:`\rho \in (0, 10]` on x, :math:`\eta \in (0, 10^{-2}]` on y, the
-    radius = 1 contour in black: red regions diverge (e.g. :math:`\eta = 0.001, \rho = 2.5`)
-    although each worker's own update is stable there.
-    """
-    etas = torch.linspace(1e-4, 1e-2, 100, dtype=torch.float64) if etas is None else etas
-    rhos = torch.linspace(0.1, 10, 100, dtype=torch.float64) if rhos is None else rhos
-    fig, axes = plt.subplots(1, len(ps), figsize=(4.5 * len(ps), 3.8), squeeze=False,
-                             layout="constrained")
-    x, y = rhos.cpu().numpy(), etas.cpu().numpy()
-    for ax, p in zip(axes[0], ps, strict=True):
-        radius = admm_spectral_radius(etas, rhos, p=p).cpu().numpy()
-        low, high = radius.min().item(), radius.max().item()
-        norm = TwoSlopeNorm(vmin=min(low, 1 - 1e-9), vcenter=1.0, vmax=max(high, 1 + 1e-9))
-        image = ax.pcolormesh(x, y, radius, cmap="RdBu_r", norm=norm, shading="auto")
-        if low < 1.0 < high:
-            ax.contour(x, y, radius, levels=[1.0], colors="black", linewidths=1.0)
-        ax.plot([2.5], [1e-3], marker="x", color="black")  # the seed's chaotic example
-        ax.set_title(f"round-robin ADMM, p = {p}")
-        ax.set_xlabel(r"$\rho$")
-        ax.set_ylabel(r"step size $\eta$")
-        fig.colorbar(image, ax=ax, label="largest |eigenvalue| of one round")
-    return fig
-
-
-def plot_round_robin_boundary(etas: Tensor, boundaries: Mapping[int, Tensor]) -> Figure:
-    r"""Round-robin EASGD: how far above the curve :math:`(4 - 2\eta)/(4 - \eta)` a round contracts.
-
-    ``boundaries[p]`` is `round_robin_boundary` ``(etas, p=p)``; the figure shows it minus the
-    curve against :math:`\eta`: zero for odd p (markers), where the curve is exact; positive for
-    even p (lines), where a fixed-order round still contracts although each turn alone does not.
-    """
-    curve = (4 - 2 * etas) / (4 - etas)
-    x = etas.cpu().numpy()
-    fig, ax = plt.subplots(figsize=(10, 5), layout="constrained")
-    markers = iter("ox+^v<>")  # hollow circles first, so that the next markers show inside
-    for p, boundary in boundaries.items():
-        excess = (boundary - curve).cpu().numpy()
-        if p % 2:
-            ax.plot(x, excess, linestyle="none", marker=next(markers), markersize=7,
-                    markerfacecolor="none", label=f"p = {p}")
-        else:
-            ax.plot(x, excess, label=f"p = {p}")
-    ax.axhline(0.0, color="black", linewidth=0.8)
-    ax.set_xlabel(r"step size $\eta$")
-    ax.set_ylabel(r"first unstable $\alpha$ minus $(4 - 2\eta)/(4 - \eta)$")
-    ax.set_title("Round-robin EASGD on $f(x) = x^2/2$: where a fixed-order round stops contracting")
-    ax.legend(title="workers")
-    return fig
 
 
 # ---------------------------------------------------------------------------------------------

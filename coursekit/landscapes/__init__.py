@@ -18,6 +18,7 @@ from .slices import (
     slice_2d,
 )
 from .surfaces import (
+    Quadratic,
     Surface,
     all_surfaces,
     beale,
@@ -33,6 +34,7 @@ __all__ = [
     "FoundPoint",
     "KnownCriticalPoint",
     "LinearMapTask",
+    "Quadratic",
     "SliceInfo",
     "Surface",
     "WidthRun",

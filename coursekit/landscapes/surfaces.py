@@ -1,13 +1,19 @@
-r"""Two-dimensional test functions for watching optimizers move.
+r"""Two-dimensional test functions for watching optimizers move, and the general quadratic.
 
 Each `Surface` bundles a function :math:`f : \mathbb{R}^2 \to \mathbb{R}`, its gradient
 written out by hand (so autograd can be checked against it, and not the other way round),
 the known global minimisers, a plotting window and a standard starting point.
 
+`Quadratic` is the one quadratic of the library, in any dimension: the `quadratic` bowl is a
+two-dimensional one, and so is lecture 1's linear unit on two inputs
+(`coursekit.linear_unit.loss`); `Quadratic.surface` turns any two-dimensional one into a
+`Surface`.
+
 Points are tensors whose last dimension holds the two coordinates, so one call evaluates a
 single point of shape ``(2,)``, a trajectory of shape ``(T, 2)`` or a whole meshgrid of shape
-``(H, W, 2)``. Constants are Python floats, which take the dtype and device of the input, so
-the same code runs in float32 or float64, on the CPU or an accelerator.
+``(H, W, 2)``. Constants are Python floats, or tensors moved to the input (a `Quadratic`'s),
+so they take the dtype and device of the input, and the same code runs in float32 or float64,
+on the CPU or an accelerator.
 
 Example::
 
@@ -29,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = [
+    "Quadratic",
     "Surface",
     "all_surfaces",
     "beale",
@@ -81,6 +88,104 @@ def _check_finite(name: str, value: float) -> None:
         raise ValueError(f"{name} must be finite, got {value}")
 
 
+def _check_matrix(h: Tensor) -> None:
+    if not isinstance(h, Tensor) or h.dim() != 2 or h.shape[0] != h.shape[1] or len(h) == 0:
+        shape = tuple(h.shape) if isinstance(h, Tensor) else type(h).__name__
+        raise ValueError(f"Invalid h: {shape} (must be a square matrix (d, d))")
+    if not torch.allclose(h, h.T, rtol=1e-6, atol=1e-9 * float(h.abs().max())):
+        raise ValueError("Invalid h: not symmetric (a Hessian is)")
+
+
+@dataclass(frozen=True)
+class Quadratic:
+    r"""The quadratic :math:`E(\theta) = \tfrac12 \theta^\top H \theta - c^\top \theta + e` on
+    :math:`\mathbb{R}^d`, with :math:`H` symmetric.
+
+    .. math::
+        \nabla E(\theta) = H\theta - c, \qquad \nabla^2 E = H, \qquad
+        \theta^\star = H^{-1} c, \qquad
+        E(\theta) - E^\star = \tfrac12 (\theta - \theta^\star)^\top H (\theta - \theta^\star)
+
+    The minimiser and the excess need :math:`H` positive definite. The Hessian is the same
+    everywhere, so how gradient descent moves on a quadratic is decided by :math:`H`'s
+    eigenvalues alone (lecture 1, `coursekit.linear_unit`).
+
+    Methods take points of shape ``(..., d)``, so one call evaluates a single point, a path
+    ``(T, d)`` or a grid ``(H, W, d)``, in the points' dtype and on their device.
+
+    Attributes:
+        h: :math:`H`, ``(d, d)``.
+        c: :math:`c`, ``(d,)``.
+        e: the constant :math:`e`.
+    """
+
+    h: Tensor
+    c: Tensor
+    e: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_matrix(self.h)
+        if not isinstance(self.c, Tensor) or self.c.shape != (len(self.h),):
+            shape = tuple(self.c.shape) if isinstance(self.c, Tensor) else type(self.c).__name__
+            raise ValueError(f"Invalid c: {shape} (must be a vector of shape ({len(self.h)},))")
+
+    @property
+    def dim(self) -> int:
+        return len(self.h)
+
+    def value(self, theta: Tensor) -> Tensor:
+        r""":math:`E(\theta)`, shape ``(...)`` for points ``(..., d)``."""
+        h, c = self.h.to(theta), self.c.to(theta)
+        return 0.5 * ((theta @ h) * theta).sum(-1) - theta @ c + self.e
+
+    def grad(self, theta: Tensor) -> Tensor:
+        r""":math:`\nabla E(\theta) = H\theta - c`, shape ``(..., d)``."""
+        return theta @ self.h.to(theta) - self.c.to(theta)  # H is symmetric: theta H = H theta
+
+    def minimizer(self) -> Tensor:
+        r""":math:`\theta^\star = H^{-1} c`, where the gradient vanishes."""
+        return torch.linalg.solve(self.h, self.c)
+
+    def min_value(self) -> float:
+        r""":math:`E^\star = e - \frac12 c^\top \theta^\star`."""
+        return self.e - 0.5 * (self.c @ self.minimizer()).item()
+
+    def excess(self, theta: Tensor) -> Tensor:
+        r""":math:`E(\theta) - E^\star = \frac12 (\theta - \theta^\star)^\top H
+        (\theta - \theta^\star)`, computed from the error so that it stays accurate near 0."""
+        error = theta - self.minimizer().to(theta)
+        return 0.5 * ((error @ self.h.to(theta)) * error).sum(-1)
+
+    def surface(
+        self,
+        bounds: tuple[_Point, _Point] | None = None,
+        name: str = "quadratic",
+        start: _Point = (0.0, 0.0),
+        labels: tuple[str, str] = ("x", "y"),
+    ) -> Surface:
+        """A two-dimensional quadratic as a `Surface`, for `coursekit.plotting`.
+
+        `bounds` default to a square window around the minimum that holds `start`.
+        """
+        if self.dim != 2:
+            raise ValueError(f"Invalid dim: {self.dim} (a surface needs exactly 2 parameters)")
+        star = self.minimizer()
+        if bounds is None:
+            corner = torch.tensor(start, dtype=star.dtype)
+            reach = 1.25 * (corner - star).abs().max().clamp(min=1e-3).item()
+            bounds = tuple((s - reach, s + reach) for s in star.tolist())
+        return Surface(
+            name=name,
+            value=self.value,
+            grad=self.grad,
+            minima=(tuple(star.tolist()),),
+            min_value=self.min_value(),
+            bounds=bounds,
+            start=start,
+            labels=labels,
+        )
+
+
 def quadratic(condition_number: float = 10.0, angle: float = 0.0, scale: float = 1.0) -> Surface:
     r"""The quadratic bowl :math:`f(x) = \tfrac12 x^\top A x` with a chosen curvature.
 
@@ -92,7 +197,8 @@ def quadratic(condition_number: float = 10.0, angle: float = 0.0, scale: float =
     The Hessian is :math:`A` everywhere: its eigenvalues are :math:`s` (eigenvector
     :math:`(\cos\theta, \sin\theta)`) and :math:`s\kappa` (eigenvector
     :math:`(-\sin\theta, \cos\theta)`), so :math:`\kappa` is the condition number that governs
-    how slowly gradient descent converges. The minimum is 0 at the origin.
+    how slowly gradient descent converges. The minimum is 0 at the origin. It is the
+    `Quadratic` with :math:`H = A`, :math:`c = 0`, :math:`e = 0`, as a `Surface`.
 
     Args:
         condition_number: :math:`\kappa \ge 1`, ratio of the largest to the smallest curvature.
@@ -113,22 +219,11 @@ def quadratic(condition_number: float = 10.0, angle: float = 0.0, scale: float =
     a11 = low * c * c + high * s * s
     a12 = (low - high) * c * s
     a22 = low * s * s + high * c * c
-
-    def value(xy: Tensor) -> Tensor:
-        x, y = _xy(xy)
-        return 0.5 * (a11 * x * x + 2.0 * a12 * x * y + a22 * y * y)
-
-    def grad(xy: Tensor) -> Tensor:
-        x, y = _xy(xy)
-        return torch.stack((a11 * x + a12 * y, a12 * x + a22 * y), dim=-1)
-
-    return Surface(
-        name=f"quadratic (κ = {condition_number:g}, θ = {angle:.2f})",
-        value=value,
-        grad=grad,
-        minima=((0.0, 0.0),),
-        min_value=0.0,
+    a = torch.tensor([[a11, a12], [a12, a22]], dtype=torch.float64)
+    bowl = Quadratic(a, torch.zeros(2, dtype=torch.float64))
+    return bowl.surface(
         bounds=((-2.0, 2.0), (-2.0, 2.0)),
+        name=f"quadratic (κ = {condition_number:g}, θ = {angle:.2f})",
         # Off both eigenvectors for every angle near 0, so both directions are excited.
         start=(-1.5, 1.0),
     )
