@@ -9,44 +9,28 @@ number of Hessian-vector products, and accuracy: the relative residual
 ``||H q - lambda q|| / |lambda|`` of every eigenpair, recomputed with `curvature.hvp`, and the
 agreement of the two methods' eigenvalues.
 
+With ``--products``, it times instead one Hessian-vector product computed three ways that give
+the same vector: coursekit's operator, which builds the gradient's graph once and keeps it (one
+backward pass per product); `curvature.hvp`, which builds it afresh for every product; and
+forward-over-reverse, ``torch.func.jvp`` of ``torch.func.grad``.
+
     python benchmarks/curvature.py                  # CPU, float64, top 5
     python benchmarks/curvature.py --device cuda
     python benchmarks/curvature.py --smoke --threads 1   # a small net, a quick run
+    python benchmarks/curvature.py --products --threads 1 --dtype float32
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import time
+import statistics
 
 import torch
+from _common import machine, timed
 from torch import nn
 
 from coursekit import curvature
 from coursekit.data import digits
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def machine(device: str) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    text = (
-        f"{cpu}, {os.cpu_count()} CPUs, {torch.get_num_threads()} threads, "
-        f"torch {torch.__version__}"
-    )
-    if device.startswith("cuda"):
-        text += f", {torch.cuda.get_device_name()}"
-    return text
 
 
 def trained_mlp(args: argparse.Namespace):
@@ -81,19 +65,18 @@ def run(method: str, model: nn.Module, loss_fn, args: argparse.Namespace) -> dic
     hook = next(model.parameters()).register_hook(
         lambda g: products.__setitem__(0, products[0] + 1)
     )
-    sync(args.device)
-    start = time.perf_counter()
-    values, vectors = curvature.top_eigenvalues(
-        model,
-        loss_fn,
-        k=args.k,
-        method=method,
-        tol=args.tol,
-        max_iter=args.max_iter if method == "power" else None,
-        generator=torch.Generator().manual_seed(args.seed),
+    seconds, (values, vectors) = timed(
+        lambda: curvature.top_eigenvalues(
+            model,
+            loss_fn,
+            k=args.k,
+            method=method,
+            tol=args.tol,
+            max_iter=args.max_iter if method == "power" else None,
+            generator=torch.Generator().manual_seed(args.seed),
+        ),
+        args.device,
     )
-    sync(args.device)
-    seconds = time.perf_counter() - start
     hook.remove()
     residuals = [
         ((curvature.hvp(model, loss_fn, q) - lam * q).norm() / lam.abs()).item()
@@ -103,6 +86,44 @@ def run(method: str, model: nn.Module, loss_fn, args: argparse.Namespace) -> dic
     return dict(
         values=values.tolist(), seconds=seconds, products=products[0] - 1, residuals=residuals
     )
+
+
+class _Loss(nn.Module):
+    """``loss_fn(model)`` as a module, so that `torch.func.functional_call` can swap parameters."""
+
+    def __init__(self, model: nn.Module, loss_fn) -> None:
+        super().__init__()
+        self.model, self.loss_fn = model, loss_fn
+
+    def forward(self) -> torch.Tensor:
+        return self.loss_fn(self.model)
+
+
+def product_ms(model: nn.Module, loss_fn, args: argparse.Namespace, rounds: int = 10) -> dict:
+    """Median ms of one Hessian-vector product, three ways, timed in interleaved rounds."""
+    params = {f"model.{name}": p.detach() for name, p in model.named_parameters()}
+    gen = torch.Generator().manual_seed(args.seed)
+    n = sum(p.numel() for p in params.values())
+    v = torch.randn(n, generator=gen, dtype=args.dtype).to(args.device)
+    pieces = v.split([p.numel() for p in params.values()])
+    tangent = {name: t.view_as(p) for (name, p), t in zip(params.items(), pieces)}
+    kept, _ = curvature._hvp_operator(model, loss_fn)  # what top_eigenvalues and index use
+    grad = torch.func.grad(lambda p: torch.func.functional_call(_Loss(model, loss_fn), p, ()))
+    ways = {
+        "graph kept (coursekit's operator)": lambda: kept(v),
+        "graph rebuilt per product (curvature.hvp)": lambda: curvature.hvp(model, loss_fn, v),
+        "forward-over-reverse (torch.func.jvp of grad)": lambda: torch.cat(
+            [t.flatten() for t in torch.func.jvp(grad, (params,), (tangent,))[1].values()]
+        ),
+    }
+    reference = kept(v)
+    for way in ways.values():  # warm-up, and a check that all three give the same vector
+        torch.testing.assert_close(way(), reference, rtol=1e-4, atol=1e-6)
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(rounds):
+        for name, way in ways.items():
+            times[name].append(timed(way, args.device)[0])
+    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:
@@ -130,6 +151,9 @@ def main() -> None:
         action="store_true",
         help="a 64-32-10 net, 50 training steps, top 3 at tol 1e-4: a quick check",
     )
+    parser.add_argument(
+        "--products", action="store_true", help="time one Hessian-vector product three ways"
+    )
     args = parser.parse_args()
     if args.smoke:
         args.hidden, args.train_steps, args.k, args.tol = [32], 50, 3, 1e-4
@@ -151,6 +175,11 @@ def main() -> None:
         f"model: MLP {sizes} (tanh), {n:,} parameters, {args.train_steps} Adam steps: "
         f"training loss {loss:.4f}, accuracy {accuracy:.3f}"
     )
+    if args.products:
+        print("\n| Hessian-vector product | ms (median of 10) |\n|---|---|")
+        for name, ms in product_ms(model, loss_fn, args).items():
+            print(f"| {name} | {ms:.1f} |")
+        return
     print(f"top {args.k} eigenvalues of the training-loss Hessian, tol {args.tol:g}\n")
 
     # Warm-up: the first product pays for allocations that neither method should be charged.

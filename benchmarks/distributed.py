@@ -18,7 +18,9 @@ distributed runs, is the same model trained by a plain loop over the same miniba
 torch.optim.SGD and no torch.distributed at all: the ratio column is a run's samples/s over
 the reference's, so 1.0 means "as fast as one process without communication", and p workers
 that scale perfectly would reach p (bounded by the machine's cores: a 2-core machine cannot
-show more than 2).
+show more than 2). The last column is what a launch costs besides training: its wall-clock
+seconds less the slowest worker's training time (process start-up, each rank importing torch
+and loading the data, and shutdown).
 
     python benchmarks/distributed.py                       # the table in RESULTS.md
     python benchmarks/distributed.py --steps 100 --rounds 1 --workers 1 2   # a smoke run
@@ -27,13 +29,12 @@ show more than 2).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 
 import torch
 import torch.nn.functional as F
+from _common import machine, timed
 
 from coursekit.data import digits
 from coursekit.distributed import launch
@@ -59,15 +60,17 @@ def reference_samples_per_second(config: Config) -> float:
     return config.steps * config.batch_size / (time.perf_counter() - start)
 
 
-def distributed_run(config: Config, workers: int) -> tuple[float, float]:
-    """(samples per second, bytes sent per sample) of one run with `workers` workers."""
+def distributed_run(config: Config, workers: int) -> tuple[float, float, float]:
+    """(samples per second, bytes sent per sample, seconds outside training) of one run."""
     asynchronous = config.algorithm == "downpour"
-    histories = launch(worker, workers + asynchronous, config, backend=config.backend)
+    wall, histories = timed(
+        lambda: launch(worker, workers + asynchronous, config, backend=config.backend)
+    )
     worker_histories = histories[1:] if asynchronous else histories
     seconds = max(h["time"][-1] for h in worker_histories)
     samples = workers * config.steps * config.batch_size
     sent = sum(h["bytes_sent"][-1] for h in histories)
-    return samples / seconds, sent / samples
+    return samples / seconds, sent / samples, wall - seconds
 
 
 def main() -> None:
@@ -85,30 +88,31 @@ def main() -> None:
 
     torch.set_num_threads(1)  # as each launched rank does: compare like with like
     params = sum(p.numel() for p in MLP(args.sizes).parameters())
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__}, backend {args.backend or 'default'}")
+    print(f"# machine: {machine()}; backend {args.backend or 'default'}")
     print(f"# MLP {'-'.join(map(str, args.sizes))} ({params:,} parameters, "
           f"{4 * params:,} bytes in float32), batch {args.batch_size} per worker, "
           f"{args.steps} steps per worker, tau {args.tau}, median of {args.rounds}")
     print("| algorithm | workers | ranks | samples/s | reference samples/s | ratio | "
-          "bytes sent per sample |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+          "bytes sent per sample | launch less training (s) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for algorithm in args.algorithms:
         for workers in args.workers:
             config = Config(algorithm=algorithm, sizes=tuple(args.sizes), lr=0.05,
                             tau=args.tau, beta=0.9, steps=args.steps,
                             batch_size=args.batch_size, eval_every=args.steps,
                             backend=args.backend)
-            rates, references, per_sample = [], [], []
+            rates, references, per_sample, overheads = [], [], [], []
             for _ in range(args.rounds):  # alternate, so that a busy moment hits both
                 references.append(reference_samples_per_second(config))
-                rate, sent = distributed_run(config, workers)
+                rate, sent, overhead = distributed_run(config, workers)
                 rates.append(rate)
                 per_sample.append(sent)
+                overheads.append(overhead)
             rate, reference = statistics.median(rates), statistics.median(references)
             ranks = workers + (algorithm == "downpour")
             print(f"| {algorithm} | {workers} | {ranks} | {rate:,.0f} | {reference:,.0f} | "
-                  f"{rate / reference:.2f} | {statistics.median(per_sample):,.0f} |", flush=True)
+                  f"{rate / reference:.2f} | {statistics.median(per_sample):,.0f} | "
+                  f"{statistics.median(overheads):.1f} |", flush=True)
 
 
 if __name__ == "__main__":

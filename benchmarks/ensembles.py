@@ -30,13 +30,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
-import platform
 import statistics
 import time
 
 import torch
 import torch.nn.functional as F
+from _common import machine
 
 from coursekit.data import digits
 from coursekit.ensembles import Ensemble, minibatches, train_ensemble
@@ -94,19 +93,6 @@ def max_weight_difference(a: list[torch.nn.Module], b: list[torch.nn.Module]) ->
         (p - q).abs().max().item()
         for m, n in zip(a, b)
         for p, q in zip(m.parameters(), n.parameters())
-    )
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (
-        f"{cpu} ({platform.machine()}), {os.cpu_count()} CPUs, "
-        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}"
     )
 
 

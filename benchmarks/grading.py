@@ -28,11 +28,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import nbformat
-import torch
+from _common import machine, timed
 
 from coursekit.grading import sandbox
 from coursekit.grading.submissions import solved, without
@@ -67,9 +66,9 @@ def _env() -> dict[str, str]:
 
 
 def _run(command: list[str], cwd: Path) -> float:
-    start = time.perf_counter()
-    result = subprocess.run(command, cwd=cwd, env=_env(), capture_output=True, text=True)
-    seconds = time.perf_counter() - start
+    seconds, result = timed(
+        lambda: subprocess.run(command, cwd=cwd, env=_env(), capture_output=True, text=True)
+    )
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
     return seconds
@@ -148,8 +147,7 @@ def main() -> None:
 
     n = args.students
     print(
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}, torch {torch.__version__}; "
+        f"machine: {machine()}, Python {platform.python_version()}; "
         f"{n} submissions of ps2, best of {args.rounds} round(s)\n"
     )
     reference = best["nbgrader autograde"]

@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
-import time
 
 if "--warm-cache" not in sys.argv:  # before torch is imported: a cold Inductor cache
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="optim_step_inductor_")
 
 import torch  # noqa: E402
+from _common import machine, timed  # noqa: E402
 
 import coursekit.optim as ck  # noqa: E402
 
@@ -81,24 +80,11 @@ def variants(name: str, kwargs: dict) -> dict:
     return out
 
 
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def timed(fn, device: str) -> float:
-    sync(device)
-    start = time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - start
-
-
 def copy_ms(args: argparse.Namespace) -> float:
     """Minimum ms to copy one parameter-sized array into another (one read, one write)."""
     n = max(1, int(args.params) // args.tensors) * args.tensors
     src, dst = torch.randn(n, device=args.device), torch.empty(n, device=args.device)
-    return 1e3 * min(timed(lambda: dst.copy_(src), args.device) for _ in range(3 * args.rounds))
+    return 1e3 * min(timed(lambda: dst.copy_(src), args.device)[0] for _ in range(3 * args.rounds))
 
 
 def bench(name: str, args: argparse.Namespace) -> tuple[dict[str, float], float]:
@@ -106,27 +92,14 @@ def bench(name: str, args: argparse.Namespace) -> tuple[dict[str, float], float]
     runs, compile_s = {}, float("nan")
     for label, make in variants(name, OPTIMIZERS[name]).items():
         opt = make(make_params(int(args.params), args.tensors, args.device))
-        first = [timed(opt.step, args.device) for _ in range(args.warmup)]
+        first = [timed(opt.step, args.device)[0] for _ in range(args.warmup)]
         if label == "coursekit fused":  # SGD with momentum compiles at its second step
             compile_s = max(first) - min(first)
         runs[label] = (opt, [])
     for _ in range(args.rounds):
         for opt, times in runs.values():
-            times.append(timed(opt.step, args.device))
+            times.append(timed(opt.step, args.device)[0])
     return {label: 1e3 * min(times) for label, (_, times) in runs.items()}, compile_s
-
-
-def machine(device: str) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    text = f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-    if device.startswith("cuda"):
-        text += f", {torch.cuda.get_device_name()}"
-    return text
 
 
 def main() -> None:

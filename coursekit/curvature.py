@@ -141,11 +141,10 @@ def _hvp_operator(model: nn.Module, loss_fn: LossFn) -> tuple[_Operator, int]:
     """``(apply, n)``: ``apply(v)`` is :math:`Hv` at the current parameters.
 
     Double backward, with the graph of the gradient built once and kept: every product is then
-    one backward pass through that graph. The alternative, ``torch.func.jvp`` over
-    ``torch.func.grad`` (forward-over-reverse), gives the same numbers but reruns the forward
-    and backward pass on every call: for the 100k-parameter MLP of ``benchmarks/curvature.py``
-    (CPU, one thread) a product took 32 ms (float32) and 59 ms (float64) this way, against
-    65 and 107 ms forward-over-reverse and 49 and 105 ms with a fresh double backward.
+    one backward pass through that graph. The alternatives, ``torch.func.jvp`` over
+    ``torch.func.grad`` (forward-over-reverse) or a double backward through a fresh graph, give
+    the same numbers but rerun the forward and backward pass on every call, and are slower
+    (``benchmarks/curvature.py --products``; figures in ``benchmarks/RESULTS.md``).
     Keeping the graph also means dropout masks or batch-norm statistics are the same for every
     product, so the operator is one symmetric matrix, which Lanczos and power iteration assume.
     """

@@ -17,6 +17,7 @@ from torch.nn import functional as F  # noqa: E402
 from coursekit import plotting  # noqa: E402
 from coursekit.landscapes import (  # noqa: E402
     SliceInfo,
+    SliceOptions,
     interpolate,
     plane_through,
     random_direction,
@@ -25,6 +26,7 @@ from coursekit.landscapes import (  # noqa: E402
 )
 
 TIGHT = dict(rtol=1e-12, atol=1e-12)  # float64: the two paths differ only in rounding
+LOOP, BATCHED = SliceOptions(method="loop"), SliceOptions(method="batched")
 
 
 @pytest.fixture(autouse=True)
@@ -105,20 +107,11 @@ def test_batched_equals_loop_equals_oracle_in_2d(kind: str, reuse: bool) -> None
     """Do both paths (with and without the reused first layer) give the oracle's losses?"""
     model, data = MODELS[kind](), _data(kind)
     d1, d2 = _directions(model)
-    loop = slice_2d(
-        model, F.cross_entropy, data, (d1, d2), GRID, BETAS, method="loop", reuse_first_layer=reuse
-    )
+    loop_options = SliceOptions(method="loop", reuse_first_layer=reuse)
+    loop = slice_2d(model, F.cross_entropy, data, (d1, d2), GRID, BETAS, options=loop_options)
+    options = SliceOptions(method="batched", chunk_size=3, reuse_first_layer=reuse)
     batched, info = slice_2d(
-        model,
-        F.cross_entropy,
-        data,
-        (d1, d2),
-        GRID,
-        BETAS,
-        method="batched",
-        chunk_size=3,
-        reuse_first_layer=reuse,
-        return_info=True,
+        model, F.cross_entropy, data, (d1, d2), GRID, BETAS, options=options, return_info=True
     )
     assert loop.shape == (5, 4) and loop.dtype == torch.float64
     torch.testing.assert_close(batched, loop, **TIGHT)
@@ -136,12 +129,11 @@ def test_batched_equals_loop_in_1d(kind: str) -> None:
     model, data = MODELS[kind](), _data(kind)
     (d,) = _directions(model, count=1)
     alphas = torch.linspace(-2.0, 2.0, 7)
-    loop = slice_1d(model, F.cross_entropy, data, d, alphas, method="loop")
+    loop = slice_1d(model, F.cross_entropy, data, d, alphas, options=LOOP)
     assert loop.shape == (7,)
     for chunk in (1, 4, 100):
-        batched = slice_1d(
-            model, F.cross_entropy, data, d, alphas, method="batched", chunk_size=chunk
-        )
+        options = SliceOptions(method="batched", chunk_size=chunk)
+        batched = slice_1d(model, F.cross_entropy, data, d, alphas, options=options)
         torch.testing.assert_close(batched, loop, **TIGHT)
 
 
@@ -176,13 +168,12 @@ def test_least_squares_slices_are_exact_parabolas(method: str, reuse: bool) -> N
     a = torch.linspace(-3.0, 3.0, 7, dtype=torch.float64)
     c = torch.linspace(-1.0, 2.0, 4, dtype=torch.float64)
 
-    losses = slice_2d(
-        model, F.mse_loss, (x, y), (d1, d2), a, c, method=method, reuse_first_layer=reuse
-    )
+    options = SliceOptions(method=method, reuse_first_layer=reuse)
+    losses = slice_2d(model, F.mse_loss, (x, y), (d1, d2), a, c, options=options)
     resid = r + a[:, None, None] * s1 + c[None, :, None] * s2  # (A, B, N)
     torch.testing.assert_close(losses, (resid**2).mean(-1), **TIGHT)
 
-    line = slice_1d(model, F.mse_loss, (x, y), d1, a, method=method, reuse_first_layer=reuse)
+    line = slice_1d(model, F.mse_loss, (x, y), d1, a, options=options)
     parabola = (r**2).mean() + 2 * a * (r * s1).mean() + a**2 * (s1**2).mean()
     torch.testing.assert_close(line, parabola, **TIGHT)
 
@@ -223,11 +214,9 @@ def test_interpolation_ends_are_the_two_models() -> None:
     model_a, model_b, data = _cnn(seed=0), _cnn(seed=1), _data("cnn")
     with torch.no_grad():
         expected = [F.cross_entropy(m(data[0]), data[1]) for m in (model_a, model_b)]
-    before = _snapshot(model_a)
-    for method in ("loop", "batched"):
-        losses = interpolate(
-            model_a, model_b, F.cross_entropy, data, [0.0, 0.5, 1.0], method=method
-        )
+    before, ts = _snapshot(model_a), [0.0, 0.5, 1.0]
+    for options in (LOOP, BATCHED):
+        losses = interpolate(model_a, model_b, F.cross_entropy, data, ts, options=options)
         torch.testing.assert_close(losses[[0, 2]], torch.stack(expected), **TIGHT)
     _assert_unchanged(model_a, before)
 
@@ -254,11 +243,11 @@ def test_data_in_batches_gives_the_full_data_loss() -> None:
     """Is a slice over uneven batches (even a one-shot generator) the full-data slice?"""
     model, (x, y) = _mlp(), _data("mlp", n=50)
     (d,) = _directions(model, count=1)
-    full = slice_1d(model, F.cross_entropy, (x, y), d, GRID, method="loop")
+    full = slice_1d(model, F.cross_entropy, (x, y), d, GRID, options=LOOP)
     batches = [(x[:7], y[:7]), (x[7:40], y[7:40]), (x[40:], y[40:])]
-    for method in ("loop", "batched", "auto"):
+    for options in (LOOP, BATCHED, SliceOptions(method="batched", chunk_size=2)):
         one_shot = (batch for batch in batches)
-        got = slice_1d(model, F.cross_entropy, one_shot, d, GRID, method=method)
+        got = slice_1d(model, F.cross_entropy, one_shot, d, GRID, options=options)
         torch.testing.assert_close(got, full, **TIGHT)
 
 
@@ -268,8 +257,8 @@ def test_model_is_restored_even_after_an_error() -> None:
     model.train()
     before = _snapshot(model)
     directions = _directions(model)
-    for method in ("loop", "batched", "auto"):
-        slice_2d(model, F.cross_entropy, data, directions, GRID, BETAS, method=method)
+    for options in (LOOP, BATCHED, None):
+        slice_2d(model, F.cross_entropy, data, directions, GRID, BETAS, options=options)
         _assert_unchanged(model, before)
         assert all(m.training for m in model.modules())
 
@@ -282,62 +271,53 @@ def test_model_is_restored_even_after_an_error() -> None:
         return F.cross_entropy(outputs, targets)
 
     with pytest.raises(RuntimeError, match="boom"):
-        slice_2d(model, failing, data, directions, GRID, BETAS, method="loop")
+        slice_2d(model, failing, data, directions, GRID, BETAS, options=LOOP)
     _assert_unchanged(model, before)
     assert all(m.training for m in model.modules())
 
 
-def test_auto_measures_both_paths_and_agrees() -> None:
-    """Does auto time both paths, choose one of them and return the same losses?"""
+def test_the_default_on_a_cpu_is_the_loop() -> None:
+    """Without options, does a CPU model take the loop, reusing the first layer?"""
     model, data = _mlp(), _data("mlp")
     directions = _directions(model)
     losses, info = slice_2d(model, F.cross_entropy, data, directions, GRID, BETAS, return_info=True)
-    assert info.method in ("loop", "batched")
-    assert set(info.seconds_per_point) == {"loop", "batched"}
-    assert all(t > 0 for t in info.seconds_per_point.values())
-    assert info.method == min(info.seconds_per_point, key=info.seconds_per_point.get)
-    loop = slice_2d(model, F.cross_entropy, data, directions, GRID, BETAS, method="loop")
-    torch.testing.assert_close(losses, loop, **TIGHT)
-    # Small chunks: the points computed while timing are kept, the rest follow.
-    for _ in range(3):
-        losses, info = slice_2d(
-            model, F.cross_entropy, data, directions, GRID, BETAS, chunk_size=3, return_info=True
-        )
-        assert info.chunk_size == (3 if info.method == "batched" else 1)
-        torch.testing.assert_close(losses, loop, **TIGHT)
+    assert info == SliceInfo("loop", 1, True, len(GRID) * len(BETAS))
+    batched = slice_2d(model, F.cross_entropy, data, directions, GRID, BETAS, options=BATCHED)
+    torch.testing.assert_close(losses, batched, **TIGHT)
 
 
 def test_chunk_size_follows_the_memory_budget() -> None:
     """Does a tiny budget give one point per chunk and a large one the whole grid?"""
     model, data = _mlp(), _data("mlp")
     (d,) = _directions(model, count=1)
-    _, small = slice_1d(
-        model, F.cross_entropy, data, d, GRID, method="batched", memory_budget=1, return_info=True
-    )
-    _, large = slice_1d(
-        model,
-        F.cross_entropy,
-        data,
-        d,
-        GRID,
-        method="batched",
-        memory_budget=2**30,
-        return_info=True,
+    small, large = (
+        slice_1d(
+            model,
+            F.cross_entropy,
+            data,
+            d,
+            GRID,
+            options=SliceOptions(method="batched", memory_budget=budget),
+            return_info=True,
+        )[1]
+        for budget in (1, 2**30)
     )
     assert (small.chunk_size, large.chunk_size) == (1, len(GRID))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_slices_follow_the_models_device() -> None:
-    """On CUDA, do both paths run there and agree with the CPU?"""
+    """On CUDA, do both paths run there and agree with the CPU, the batched one by default?"""
     model, data = _mlp(), _data("mlp")
     directions = _directions(model)
-    cpu = slice_2d(model, F.cross_entropy, data, directions, GRID, BETAS, method="loop")
+    cpu = slice_2d(model, F.cross_entropy, data, directions, GRID, BETAS, options=LOOP)
     model.cuda()
-    for method in ("loop", "batched"):
-        got = slice_2d(model, F.cross_entropy, data, directions, GRID, BETAS, method=method)
+    for options in (LOOP, BATCHED):
+        got = slice_2d(model, F.cross_entropy, data, directions, GRID, BETAS, options=options)
         assert got.device.type == "cuda"
         torch.testing.assert_close(got.cpu(), cpu, rtol=1e-10, atol=1e-10)
+    _, info = slice_2d(model, F.cross_entropy, data, directions, GRID, BETAS, return_info=True)
+    assert info.method == "batched"
 
 
 def _bad_calls():
@@ -357,12 +337,14 @@ def _bad_calls():
         "empty betas": (lambda: slice_2d(model, ce, data, (d, d), GRID, []), "betas"),
         "grid not 1-D": (lambda: slice_1d(model, ce, data, d, torch.zeros(2, 2)), "alphas"),
         "empty ts": (lambda: interpolate(model, _mlp(1), ce, data, []), "ts"),
-        "method": (lambda: slice_1d(model, ce, data, d, GRID, method="fast"), "method"),
-        "chunk 0": (lambda: slice_1d(model, ce, data, d, GRID, chunk_size=0), "chunk_size"),
-        "chunk float": (lambda: slice_1d(model, ce, data, d, GRID, chunk_size=2.5), "chunk_size"),
-        "chunk bool": (lambda: slice_1d(model, ce, data, d, GRID, chunk_size=True), "chunk_size"),
-        "budget": (lambda: slice_1d(model, ce, data, d, GRID, memory_budget=0), "memory_budget"),
-        "no data": (lambda: slice_1d(model, ce, [], d, GRID, method="loop"), "data"),
+        "method": (lambda: SliceOptions(method="fast"), "method"),
+        "method auto": (lambda: SliceOptions(method="auto"), "method"),
+        "chunk 0": (lambda: SliceOptions(chunk_size=0), "chunk_size"),
+        "chunk float": (lambda: SliceOptions(chunk_size=2.5), "chunk_size"),
+        "chunk bool": (lambda: SliceOptions(chunk_size=True), "chunk_size"),
+        "budget": (lambda: SliceOptions(memory_budget=0), "memory_budget"),
+        "options": (lambda: slice_1d(model, ce, data, d, GRID, options={}), "options"),
+        "no data": (lambda: slice_1d(model, ce, [], d, GRID, options=LOOP), "data"),
         "normalize": (lambda: random_direction(model, normalize="unit"), "normalize"),
         "other model": (lambda: interpolate(model, _cnn(), ce, data, GRID), "model_b"),
         "same point": (

@@ -173,8 +173,8 @@ def launch(fn: Callable[..., Any], world_size: int, *args: Any, backend: str | N
         raise ValueError(f"Invalid world_size: {world_size!r} (must be >= 1)")
     if timeout <= 0:
         raise ValueError(f"Invalid timeout: {timeout!r} (must be > 0)")
-    # Spawning costs each rank an import of torch: about 3 s for 2 ranks, 4 to 8 s for 4 on a
-    # 2-core machine. Cheap enough to keep torchrun's machinery rather than a launcher of ours.
+    # Spawning costs each rank an import of torch, seconds per launch (benchmarks/RESULTS.md,
+    # distributed.py): cheap enough to keep torchrun's machinery rather than a launcher of ours.
     config = LaunchConfig(
         min_nodes=1,
         max_nodes=1,

@@ -11,6 +11,7 @@ from .critical import (
 )
 from .slices import (
     SliceInfo,
+    SliceOptions,
     interpolate,
     plane_through,
     random_direction,
@@ -36,6 +37,7 @@ __all__ = [
     "LinearMapTask",
     "Quadratic",
     "SliceInfo",
+    "SliceOptions",
     "Surface",
     "WidthRun",
     "all_surfaces",

@@ -18,16 +18,18 @@ plane through trained solutions instead (Goodfellow et al. 2015; Garipov et al. 
 A direction is a ``dict`` from parameter name (as in ``model.named_parameters()``) to a tensor
 of that parameter's shape: readable, and what ``torch.func.functional_call`` takes.
 
-Two ways to evaluate a grid of points give the same numbers (a test holds them to it):
+Two ways to evaluate a grid of points give the same numbers (a test holds them to it); a
+`SliceOptions` chooses between them and tunes them, a `SliceInfo` reports what was done:
 
-* ``"loop"``: write each point's parameters into the model in place and call it.
-* ``"batched"``: ``torch.vmap`` over a chunk of points of ``torch.func.functional_call``.
+* ``"loop"``: write each point's parameters into the model in place and call it. The default
+  on a CPU, where both paths are bound by arithmetic and by touching memory, so vmap buys
+  nothing.
+* ``"batched"``: ``torch.vmap`` over a chunk of points of ``torch.func.functional_call``. The
+  default on an accelerator, where the loop is bound by kernel launches.
 
-``"auto"`` times both on the first batch of the actual model, data and device, keeps the faster
-and reports it in a `SliceInfo`. On a CPU both are bound by arithmetic and by touching memory,
-so vmap buys little: for the digits MLP on 2 cores the loop wins by a little when the machine is
-quiet, and the batched path when other processes compete for the cores. On a GPU the loop is
-bound by kernel launches, and the batched path should win.
+Timing both on the first batch and keeping the faster was tried and dropped: on a CPU the
+loop won at every size the course uses, and the timing cost more than it saved
+(``benchmarks/RESULTS.md``).
 
 Both paths exploit one more fact when the model is an ``nn.Sequential`` that starts with a
 Linear or Conv layer. Such a layer is linear in its weights, so on the data :math:`X`
@@ -37,9 +39,8 @@ Linear or Conv layer. Such a layer is linear in its weights, so on the data :mat
 
 (a bias counts as part of the weights). The three outputs on the right are computed once per
 batch, and each grid point pays a weighted sum instead of the layer
-(``reuse_first_layer=True``, the default). For the digits MLP (64-100-10, 1,797 samples) the
-first layer is about half the work: a 41 x 41 slice takes about 0.55 s instead of 0.75 s on 2
-CPU cores, and what remains is mostly the last layer and the cross-entropy itself
+(``SliceOptions.reuse_first_layer``, on by default). For the digits MLP the first layer is a
+large share of the work; what remains is mostly the last layer and the cross-entropy itself
 (``benchmarks/landscape_slice.py``).
 
 The model is evaluated in eval mode (no dropout; batch norm with its running statistics) and
@@ -66,9 +67,8 @@ Example::
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -77,6 +77,7 @@ from torch.nn.utils import parametrize
 
 __all__ = [
     "SliceInfo",
+    "SliceOptions",
     "interpolate",
     "plane_through",
     "random_direction",
@@ -89,15 +90,51 @@ Criterion = Callable[[Tensor, Tensor], Tensor]
 Data = tuple[Tensor, Tensor] | Iterable[tuple[Tensor, Tensor]]
 _Grid = Tensor | Sequence[float]
 
-_METHODS = ("auto", "batched", "loop")
 _NORMALIZATIONS = ("filter", "layer", None)
 # Layers whose output is linear in (weight, bias) jointly, for a fixed input.
 _LINEAR_IN_WEIGHTS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 # Default memory for one chunk of the batched path: small on a CPU, where fresh memory is
-# slow to touch and caches are small (for the digits MLP on 2 cores, chunks of 8 to 30 points
-# ran about alike and 128 clearly slower); large on an accelerator, where fewer launches win.
+# slow to touch and caches are small (for the digits MLP, chunks of 8 to 30 points ran alike and
+# 128 slower: benchmarks/RESULTS.md); large on an accelerator, where fewer launches win.
 _CPU_BUDGET = 16 * 2**20
 _ACCELERATOR_BUDGET = 2**30
+
+
+@dataclass(frozen=True)
+class SliceOptions:
+    """How to evaluate the grid points; every choice gives the same losses up to rounding.
+
+    Attributes:
+        method: ``"loop"``, ``"batched"``, or None (default) for the loop on a CPU and the
+            batched path on an accelerator (see the module docstring).
+        chunk_size: grid points per vmap call of the batched path; None chooses it from
+            ``memory_budget``.
+        memory_budget: bytes one chunk may take, where a point is counted as its parameters
+            plus twice the outputs of all leaf modules in one forward pass on the first batch
+            (twice, for intermediate results no module returns); None means 16 MiB on a CPU
+            (larger chunks only touch more fresh memory) and 1 GiB on an accelerator.
+        reuse_first_layer: compute the first layer once per batch and direction and combine
+            its outputs (see the module docstring); ignored where it does not apply.
+
+    Raises:
+        ValueError: naming the attribute, when a value is out of range.
+    """
+
+    method: str | None = None
+    chunk_size: int | None = None
+    memory_budget: int | None = None
+    reuse_first_layer: bool = True
+
+    def __post_init__(self) -> None:
+        if self.method not in ("loop", "batched", None):
+            raise ValueError(f"method must be 'loop', 'batched' or None, got {self.method!r}")
+        chunk, budget = self.chunk_size, self.memory_budget
+        if chunk is not None and (
+            isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1
+        ):
+            raise ValueError(f"chunk_size must be a positive int or None, got {chunk!r}")
+        if budget is not None and (isinstance(budget, bool) or budget < 1):
+            raise ValueError(f"memory_budget must be a positive number of bytes, got {budget!r}")
 
 
 @dataclass
@@ -109,15 +146,12 @@ class SliceInfo:
         chunk_size: grid points per vmap call of the batched path (1 for the loop).
         reuse_first_layer: whether the first layer's outputs were combined, not recomputed.
         points: number of grid points.
-        seconds_per_point: with ``method="auto"``, the time per point each path took on the
-            first chunk (after a warm-up); empty otherwise.
     """
 
     method: str
     chunk_size: int
     reuse_first_layer: bool
     points: int
-    seconds_per_point: dict[str, float] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,10 +223,7 @@ def slice_1d(
     direction: Direction,
     alphas: _Grid,
     *,
-    method: str = "auto",
-    chunk_size: int | None = None,
-    memory_budget: int | None = None,
-    reuse_first_layer: bool = True,
+    options: SliceOptions | None = None,
     return_info: bool = False,
 ) -> Tensor | tuple[Tensor, SliceInfo]:
     r"""The losses :math:`L(\theta + \alpha d)` for each :math:`\alpha` in ``alphas``.
@@ -207,17 +238,7 @@ def slice_1d(
             over all samples when ``criterion`` takes a mean.
         direction: name -> tensor for every parameter, e.g. from `random_direction`.
         alphas: the step sizes, a non-empty 1-D sequence or tensor.
-        method: ``"loop"``, ``"batched"``, or ``"auto"``: warm both up on the first batch,
-            time the loop on up to 8 points and the batched path on one chunk, keep the faster
-            (the points computed while timing are not computed again).
-        chunk_size: grid points per vmap call of the batched path; None chooses it from
-            ``memory_budget``.
-        memory_budget: bytes one chunk may take, where a point is counted as its parameters
-            plus twice the outputs of all leaf modules in one forward pass on the first batch
-            (twice, for intermediate results no module returns); None means 16 MiB on a CPU
-            (larger chunks only touch more fresh memory) and 1 GiB on an accelerator.
-        reuse_first_layer: compute the first layer once per batch and direction and combine
-            its outputs (see the module docstring); ignored where it does not apply.
+        options: how to evaluate the points, a `SliceOptions`; None takes its defaults.
         return_info: also return a `SliceInfo`.
 
     Returns:
@@ -227,18 +248,7 @@ def slice_1d(
     origin = _state(model, "model")
     _check_direction("direction", direction, origin)
     coords = _grid("alphas", alphas)[:, None]  # (P, 1)
-    losses, info = _evaluate(
-        model,
-        criterion,
-        data,
-        origin,
-        [direction],
-        coords,
-        method,
-        chunk_size,
-        memory_budget,
-        reuse_first_layer,
-    )
+    losses, info = _evaluate(model, criterion, data, origin, [direction], coords, options)
     return (losses, info) if return_info else losses
 
 
@@ -250,10 +260,7 @@ def slice_2d(
     alphas: _Grid,
     betas: _Grid,
     *,
-    method: str = "auto",
-    chunk_size: int | None = None,
-    memory_budget: int | None = None,
-    reuse_first_layer: bool = True,
+    options: SliceOptions | None = None,
     return_info: bool = False,
 ) -> Tensor | tuple[Tensor, SliceInfo]:
     r"""The losses :math:`L(\theta + \alpha d_1 + \beta d_2)` on the grid ``alphas x betas``.
@@ -271,18 +278,7 @@ def slice_2d(
     _check_direction("directions[1] (d2)", directions[1], origin)
     a, b = _grid("alphas", alphas), _grid("betas", betas)
     coords = torch.cartesian_prod(a, b).reshape(-1, 2)  # (A * B, 2), alpha-major
-    losses, info = _evaluate(
-        model,
-        criterion,
-        data,
-        origin,
-        list(directions),
-        coords,
-        method,
-        chunk_size,
-        memory_budget,
-        reuse_first_layer,
-    )
+    losses, info = _evaluate(model, criterion, data, origin, list(directions), coords, options)
     losses = losses.reshape(len(a), len(b))
     return (losses, info) if return_info else losses
 
@@ -294,10 +290,7 @@ def interpolate(
     data: Data,
     ts: _Grid,
     *,
-    method: str = "auto",
-    chunk_size: int | None = None,
-    memory_budget: int | None = None,
-    reuse_first_layer: bool = True,
+    options: SliceOptions | None = None,
     return_info: bool = False,
 ) -> Tensor | tuple[Tensor, SliceInfo]:
     r"""The losses on the line through two solutions, :math:`(1 - t)\theta_a + t\theta_b`.
@@ -316,18 +309,7 @@ def interpolate(
     _check_direction("model_b", theta_b, theta_a)
     direction = {n: theta_b[n] - theta_a[n] for n in theta_a}
     coords = _grid("ts", ts)[:, None]
-    losses, info = _evaluate(
-        model_a,
-        criterion,
-        data,
-        theta_a,
-        [direction],
-        coords,
-        method,
-        chunk_size,
-        memory_budget,
-        reuse_first_layer,
-    )
+    losses, info = _evaluate(model_a, criterion, data, theta_a, [direction], coords, options)
     return (losses, info) if return_info else losses
 
 
@@ -340,10 +322,7 @@ def plane_through(
     alphas: _Grid,
     betas: _Grid,
     *,
-    method: str = "auto",
-    chunk_size: int | None = None,
-    memory_budget: int | None = None,
-    reuse_first_layer: bool = True,
+    options: SliceOptions | None = None,
     return_info: bool = False,
 ) -> tuple[Tensor, dict[str, tuple[float, float]]] | tuple[Tensor, dict, SliceInfo]:
     r"""The losses on the plane through three solutions, and where the solutions lie on it.
@@ -394,18 +373,7 @@ def plane_through(
 
     a, b = _grid("alphas", alphas), _grid("betas", betas)
     coords = torch.cartesian_prod(a, b).reshape(-1, 2)
-    losses, info = _evaluate(
-        model_0,
-        criterion,
-        data,
-        theta_0,
-        [d1, d2],
-        coords,
-        method,
-        chunk_size,
-        memory_budget,
-        reuse_first_layer,
-    )
+    losses, info = _evaluate(model_0, criterion, data, theta_0, [d1, d2], coords, options)
     losses = losses.reshape(len(a), len(b))
     return (losses, points, info) if return_info else (losses, points)
 
@@ -451,17 +419,6 @@ def _dot(a: dict[str, Tensor], b: dict[str, Tensor]) -> Tensor:
     return sum((a[n] * b[n]).sum() for n in a)
 
 
-def _check_options(method, chunk_size, memory_budget) -> None:
-    if method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-    if chunk_size is not None and (
-        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
-    ):
-        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
-    if memory_budget is not None and (isinstance(memory_budget, bool) or memory_budget < 1):
-        raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
-
-
 def _batches(data: Data, device, dtype) -> Iterator[tuple[Tensor, Tensor]]:
     """``(x, y)`` on the model's device; floating-point tensors in the model's dtype."""
     single = isinstance(data, (tuple, list)) and len(data) == 2
@@ -489,26 +446,20 @@ def _can_reuse_first_layer(model: nn.Module) -> bool:
 
 
 def _evaluate(
-    model,
-    criterion,
-    data,
-    origin,
-    directions,
-    coords,
-    method,
-    chunk_size,
-    memory_budget,
-    reuse_first_layer,
+    model, criterion, data, origin, directions, coords, options: SliceOptions | None
 ) -> tuple[Tensor, SliceInfo]:
     """Losses at θ + Σ_k coords[:, k] d_k, shape ``(P,)``, over all batches of ``data``."""
-    _check_options(method, chunk_size, memory_budget)
+    options = SliceOptions() if options is None else options
+    if not isinstance(options, SliceOptions):
+        raise ValueError(f"options must be a SliceOptions or None, got {options!r}")
     theta = next(iter(origin.values()))
     device, dtype = theta.device, theta.dtype
     coords = coords.to(device, dtype)  # (P, K)
     stacked = {n: torch.stack([d[n].to(t) for d in directions]) for n, t in origin.items()}
-    reuse = reuse_first_layer and _can_reuse_first_layer(model)
-    if memory_budget is None:
-        memory_budget = _CPU_BUDGET if device.type == "cpu" else _ACCELERATOR_BUDGET
+    reuse = options.reuse_first_layer and _can_reuse_first_layer(model)
+    on_cpu = device.type == "cpu"
+    method = options.method or ("loop" if on_cpu else "batched")
+    budget = options.memory_budget or (_CPU_BUDGET if on_cpu else _ACCELERATOR_BUDGET)
 
     own = dict(model.named_parameters()) | dict(model.named_buffers())
     modes = [(m, m.training) for m in model.modules()]
@@ -518,15 +469,16 @@ def _evaluate(
         with torch.inference_mode():
             for x, y in _batches(data, device, dtype):
                 batch = _Batch(model, criterion, origin, stacked, x, y, reuse)
-                done = coords[:0, 0]  # losses computed while timing the paths: none yet
-                if info is None:  # the first batch settles how every batch is evaluated
-                    info, done = _choose(batch, coords, method, chunk_size, memory_budget)
-                rest = coords[len(done) :]
-                if info.method == "loop":
-                    losses = batch.loop(rest)
+                if info is None:  # the first batch settles the chunk size of every batch
+                    chunk = 1
+                    if method == "batched":
+                        chunk = options.chunk_size or batch.chunk_from_budget(budget)
+                    info = SliceInfo(method, min(chunk, len(coords)), reuse, len(coords))
+                if method == "loop":
+                    losses = batch.loop(coords)
                 else:
-                    losses = batch.batched(rest, info.chunk_size)
-                total = total + torch.cat([done, losses]) * len(x)
+                    losses = batch.batched(coords, info.chunk_size)
+                total = total + losses * len(x)
                 count += len(x)
     finally:
         with torch.no_grad():  # the loop wrote into the model: put θ back, bit for bit
@@ -635,35 +587,3 @@ class _Batch:
         if self.reuse:
             numel += self.inputs[0].numel()
         return max(1, budget // (numel * torch.finfo(self.dtype).bits // 8))
-
-
-def _choose(batch: _Batch, coords, method, chunk_size, budget) -> tuple[SliceInfo, Tensor]:
-    """Settle the path and chunk size on the first batch; return the losses computed meanwhile.
-
-    For ``"auto"``, each path is warmed up on a point or two, then timed once: the loop on up
-    to 8 points, the batched path on one chunk. The faster wins, and the losses it computed
-    while being timed are kept, so that only the loser's work is spent on the choice.
-    """
-    none = coords[:0, 0]
-    if method == "loop":
-        return SliceInfo("loop", 1, batch.reuse, len(coords)), none
-    chunk = min(chunk_size or batch.chunk_from_budget(budget), len(coords))
-    info = SliceInfo(method, chunk, batch.reuse, len(coords))
-    if method == "batched":
-        return info, none
-    paths = {
-        "loop": (batch.loop, min(chunk, 8)),
-        "batched": (lambda c: batch.batched(c, chunk), chunk),
-    }
-    for run, _ in paths.values():  # first calls allocate and dispatch more
-        run(coords[: min(2, chunk)])[-1].item()
-    done = {}
-    for name, (run, points) in paths.items():
-        start = time.perf_counter()
-        done[name] = run(coords[:points])
-        done[name][-1].item()  # waits for the result, on any device
-        info.seconds_per_point[name] = (time.perf_counter() - start) / points
-    info.method = min(info.seconds_per_point, key=info.seconds_per_point.get)
-    if info.method == "loop":
-        info.chunk_size = 1
-    return info, done[info.method]

@@ -79,7 +79,7 @@ def _power(base: float, step: Tensor) -> float | Tensor:
 
     Compiled, it is written as exp(step log(base)): Inductor computes a broadcast scalar that
     contains an `exp` once per tensor, but inlines a `pow` into the element loop and repeats it
-    for every vector of 16 elements (a fused Adam step took twice as long).
+    for every vector of 16 elements (figures in `benchmarks/RESULTS.md`, `optim_step.py`).
     """
     if torch.compiler.is_compiling():
         return torch.exp(step.double() * math.log(base))

@@ -21,15 +21,13 @@ Step-dependent scalars (Adam's bias corrections) are 0-d tensors computed inside
 `.item()` values, which would split the graph at every parameter; see `_base._power` for why
 they are written with `exp`.
 
-When does it pay? `benchmarks/optim_step.py` on the CI machine kind (2 cores of an AMD EPYC VM,
-torch 2.13 CPU; table in `benchmarks/RESULTS.md`), 13.4M parameters in 100 tensors, Inductor's
-disk cache empty: compilation takes 15-35 s (about 0.2-0.35 s per parameter tensor) and the
-fused step saves 3-84 ms over the foreach step; it runs below the copy-bandwidth bound
-(0.63-0.88x) and at 1.06-1.07x of torch's own fused step (SGD, Adagrad, Adam, AdamW).
-Break-even (compile seconds / saving per step) is 270-600 steps for Rprop and Adadelta,
-900-2,500 for RMSprop, Adam, AdamW, Adamax and Adagrad, and about 6,000 for SGD with momentum:
-worth it for a training run, not for a notebook cell of fifty steps. That is why the default
-stays `fused=None` (the foreach path).
+When does it pay? The fused step saves the foreach path's separate passes over memory and runs
+about as fast as torch's own fused step where torch has one, but compiling it takes tens of
+seconds the first time (Dynamo unrolls the loop over every parameter tensor; Inductor's
+scheduling and the C++ compiler dominate). It breaks even after hundreds to thousands of steps
+(`benchmarks/optim_step.py`; figures in `benchmarks/RESULTS.md`): worth it for a training run,
+not for a notebook cell of fifty steps. That is why the default stays `fused=None` (the foreach
+path).
 
 Where compilation is unavailable (no C++ compiler for CPU tensors, no Triton for CUDA tensors,
 another device), `fused=True` warns and runs the per-tensor loop uncompiled: same numbers, no
