@@ -92,6 +92,9 @@ def execute_notebook(
                 cwd=source.parent,  # relative paths in a notebook mean what they mean in Jupyter
                 execution_timeout=timeout,  # per cell; papermill has none unless told
                 progress_bar=False,  # the build shows one bar over all notebooks instead
+                # The kernel's own log reaches the build's terminal: keep only its errors (not
+                # ipykernel's notice that a local kernel talks over unencrypted TCP).
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],
             )
     except papermill.PapermillExecutionError as exc:
         error = _describe_failure(executed, f"raised {exc.ename}: {exc.evalue}".rstrip(": "))

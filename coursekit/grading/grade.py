@@ -246,8 +246,11 @@ def grade(
         _place(course, assignment, submission)
         students.append(submission)
 
-    bar = tqdm(
-        total=len(students), desc=f"grading {assignment}", unit="submission", disable=not progress
+    bar = tqdm(  # on a terminal only: a log file gets the summary, not a bar redrawn
+        total=len(students),
+        desc=f"grading {assignment}",
+        unit="submission",
+        disable=None if progress else True,
     )
     for submission, outcome in _run_workers(course, assignment, students, jobs):
         row = _row(course, assignment, out, submission, outcome)
