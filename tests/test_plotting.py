@@ -8,24 +8,15 @@ import gc
 import re
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from matplotlib.animation import FuncAnimation
+from matplotlib.axes import Axes
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.animation import FuncAnimation  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-
-from coursekit import plotting  # noqa: E402
-from coursekit.landscapes import Surface, all_surfaces, rosenbrock, trajectory  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
+from coursekit import plotting
+from coursekit.landscapes import Surface, all_surfaces, rosenbrock, trajectory
 
 
 def _runs(surface: Surface, steps: int = 30) -> dict[str, torch.Tensor]:

@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import matplotlib
+import pytest
+import torch
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from coursekit import plotting  # noqa: E402
-from coursekit.distributed.stability import (  # noqa: E402
+from coursekit import plotting
+from coursekit.distributed.stability import (
     admm_spectral_radius,
     round_robin_boundary,
     stability_map,
 )
 
 f64 = torch.float64
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 def _radii(axis, ps, taus):

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import matplotlib
+import pytest
+import torch
+from matplotlib.axes import Axes
+from torch import nn
+from torch.func import functional_call
+from torch.nn import functional as F
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.func import functional_call  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
-
-from coursekit import plotting  # noqa: E402
-from coursekit.landscapes import (  # noqa: E402
+from coursekit import plotting
+from coursekit.landscapes import (
     SliceInfo,
     SliceOptions,
     interpolate,
@@ -27,12 +22,6 @@ from coursekit.landscapes import (  # noqa: E402
 
 TIGHT = dict(rtol=1e-12, atol=1e-12)  # float64: the two paths differ only in rounding
 LOOP, BATCHED = SliceOptions(method="loop"), SliceOptions(method="batched")
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 def _mlp(seed: int = 0) -> nn.Module:
