@@ -54,6 +54,7 @@ case "${1:-}" in
     shift
     setup
     "$VENV/bin/ruff" check .
+    "$VENV/bin/ruff" format --check .
     exec "$VENV/bin/pytest" "$@"
     ;;
   *)

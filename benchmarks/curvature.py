@@ -26,11 +26,12 @@ import argparse
 import statistics
 
 import torch
-from _common import machine, timed
 from torch import nn
 
 from coursekit import curvature
 from coursekit.data import digits
+
+from _common import machine, timed
 
 
 def trained_mlp(args: argparse.Namespace):

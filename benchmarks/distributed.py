@@ -34,13 +34,14 @@ import time
 
 import torch
 import torch.nn.functional as F
-from _common import machine, timed
 
 from coursekit.data import digits
 from coursekit.distributed import launch
 from coursekit.distributed.train import Config, worker
 from coursekit.ensembles import minibatches
 from coursekit.models import MLP
+
+from _common import machine, timed
 
 ALGORITHMS = ("allreduce", "easgd", "downpour")
 
@@ -74,8 +75,9 @@ def distributed_run(config: Config, workers: int) -> tuple[float, float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--algorithms", nargs="+", choices=ALGORITHMS, default=list(ALGORITHMS))
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256, 256, 10])
@@ -89,18 +91,29 @@ def main() -> None:
     torch.set_num_threads(1)  # as each launched rank does: compare like with like
     params = sum(p.numel() for p in MLP(args.sizes).parameters())
     print(f"# machine: {machine()}; backend {args.backend or 'default'}")
-    print(f"# MLP {'-'.join(map(str, args.sizes))} ({params:,} parameters, "
-          f"{4 * params:,} bytes in float32), batch {args.batch_size} per worker, "
-          f"{args.steps} steps per worker, tau {args.tau}, median of {args.rounds}")
-    print("| algorithm | workers | ranks | samples/s | reference samples/s | ratio | "
-          "bytes sent per sample | launch less training (s) |")
+    print(
+        f"# MLP {'-'.join(map(str, args.sizes))} ({params:,} parameters, "
+        f"{4 * params:,} bytes in float32), batch {args.batch_size} per worker, "
+        f"{args.steps} steps per worker, tau {args.tau}, median of {args.rounds}"
+    )
+    print(
+        "| algorithm | workers | ranks | samples/s | reference samples/s | ratio | "
+        "bytes sent per sample | launch less training (s) |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for algorithm in args.algorithms:
         for workers in args.workers:
-            config = Config(algorithm=algorithm, sizes=tuple(args.sizes), lr=0.05,
-                            tau=args.tau, beta=0.9, steps=args.steps,
-                            batch_size=args.batch_size, eval_every=args.steps,
-                            backend=args.backend)
+            config = Config(
+                algorithm=algorithm,
+                sizes=tuple(args.sizes),
+                lr=0.05,
+                tau=args.tau,
+                beta=0.9,
+                steps=args.steps,
+                batch_size=args.batch_size,
+                eval_every=args.steps,
+                backend=args.backend,
+            )
             rates, references, per_sample, overheads = [], [], [], []
             for _ in range(args.rounds):  # alternate, so that a busy moment hits both
                 references.append(reference_samples_per_second(config))
@@ -110,9 +123,12 @@ def main() -> None:
                 overheads.append(overhead)
             rate, reference = statistics.median(rates), statistics.median(references)
             ranks = workers + (algorithm == "downpour")
-            print(f"| {algorithm} | {workers} | {ranks} | {rate:,.0f} | {reference:,.0f} | "
-                  f"{rate / reference:.2f} | {statistics.median(per_sample):,.0f} | "
-                  f"{statistics.median(overheads):.1f} |", flush=True)
+            print(
+                f"| {algorithm} | {workers} | {ranks} | {rate:,.0f} | {reference:,.0f} | "
+                f"{rate / reference:.2f} | {statistics.median(per_sample):,.0f} | "
+                f"{statistics.median(overheads):.1f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -35,12 +35,13 @@ import time
 
 import torch
 import torch.nn.functional as F
-from _common import machine
 
 from coursekit.data import digits
 from coursekit.ensembles import Ensemble, minibatches, train_ensemble
 from coursekit.models import MLP
 from coursekit.optim import SGD
+
+from _common import machine
 
 SGD_ARGS = dict(lr=0.1, momentum=0.9)
 
@@ -126,7 +127,9 @@ def breakdown(x, y, args) -> None:
                 step()
         totals.append((time.perf_counter() - start) / repeats * 1e3)
         for event in prof.key_averages():
-            rows.setdefault(event.key, [0.0, 0.0])[column] += event.self_cpu_time_total / 1e3 / repeats
+            rows.setdefault(event.key, [0.0, 0.0])[column] += (
+                event.self_cpu_time_total / 1e3 / repeats
+            )
     print("| operator | loop (ms/step) | ensemble (ms/step) |")
     print("|---|---|---|")
     ranked = sorted(rows.items(), key=lambda item: -max(item[1]))

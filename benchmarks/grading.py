@@ -31,10 +31,11 @@ import tempfile
 from pathlib import Path
 
 import nbformat
-from _common import machine, timed
 
 from coursekit.grading import sandbox
 from coursekit.grading.submissions import solved, without
+
+from _common import machine, timed
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ["sgd", "sgd_momentum", "rprop", "adagrad", "rmsprop", "adadelta", "adam", "adamax"]

@@ -21,12 +21,13 @@ import statistics
 from functools import partial
 
 import torch
-from _common import machine, timed
 from torch import nn
 from torch.nn import functional as F
 
 from coursekit.data import digits
 from coursekit.landscapes import SliceInfo, SliceOptions, random_direction, slice_2d
+
+from _common import machine, timed
 
 
 def make_problem(device: str, dtype: torch.dtype, hidden: int):

@@ -30,9 +30,10 @@ if "--warm-cache" not in sys.argv:  # before torch is imported: a cold Inductor 
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="optim_step_inductor_")
 
 import torch  # noqa: E402
-from _common import machine, timed  # noqa: E402
 
 import coursekit.optim as ck  # noqa: E402
+
+from _common import machine, timed  # noqa: E402
 
 OPTIMIZERS = {
     "SGD": dict(lr=1e-3, momentum=0.9),
@@ -47,10 +48,24 @@ OPTIMIZERS = {
 TORCH_FUSED = {"SGD", "Adam", "AdamW", "Adagrad"}
 # Parameter-sized tensors each step moves: reads (parameter, gradient, state) + writes
 # (parameter, state), for the settings above.
-TENSORS_MOVED = {"SGD": 5, "Rprop": 7, "Adagrad": 5, "RMSprop": 5, "Adadelta": 7, "Adam": 7,
-                 "AdamW": 7, "Adamax": 7}
-COLUMNS = ["torch loop", "torch foreach", "torch fused", "coursekit single", "coursekit foreach",
-           "coursekit fused"]
+TENSORS_MOVED = {
+    "SGD": 5,
+    "Rprop": 7,
+    "Adagrad": 5,
+    "RMSprop": 5,
+    "Adadelta": 7,
+    "Adam": 7,
+    "AdamW": 7,
+    "Adamax": 7,
+}
+COLUMNS = [
+    "torch loop",
+    "torch foreach",
+    "torch fused",
+    "coursekit single",
+    "coursekit foreach",
+    "coursekit fused",
+]
 
 
 def make_params(total: int, tensors: int, device: str) -> list[torch.nn.Parameter]:
@@ -110,17 +125,24 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--only", nargs="*", default=list(OPTIMIZERS))
-    parser.add_argument("--warm-cache", action="store_true",
-                        help="keep Inductor's on-disk cache (compile times then understate)")
+    parser.add_argument(
+        "--warm-cache",
+        action="store_true",
+        help="keep Inductor's on-disk cache (compile times then understate)",
+    )
     args = parser.parse_args()
 
     copy = copy_ms(args)
     n = max(1, int(args.params) // args.tensors) * args.tensors
-    print(f"machine: {machine(args.device)}; device: {args.device}; "
-          f"{n:,} parameters in {args.tensors} tensors; minimum of {args.rounds} steps (ms); "
-          f"copy of {n:,} floats {copy:.2f} ms = {8 * n / copy / 1e6:.1f} GB/s\n")
-    print("| optimizer | " + " | ".join(COLUMNS) + " | bound | fused / bound "
-          "| fused / torch fused | compile (s) | break-even (steps) |")
+    print(
+        f"machine: {machine(args.device)}; device: {args.device}; "
+        f"{n:,} parameters in {args.tensors} tensors; minimum of {args.rounds} steps (ms); "
+        f"copy of {n:,} floats {copy:.2f} ms = {8 * n / copy / 1e6:.1f} GB/s\n"
+    )
+    print(
+        "| optimizer | " + " | ".join(COLUMNS) + " | bound | fused / bound "
+        "| fused / torch fused | compile (s) | break-even (steps) |"
+    )
     print("|---" * (len(COLUMNS) + 6) + "|")
     for name in args.only:
         ms, compile_s = bench(name, args)
@@ -130,8 +152,11 @@ def main() -> None:
         vs_torch = f"{fused / ms['torch fused']:.2f}x" if "torch fused" in ms else "-"
         saving = ms["coursekit foreach"] - fused
         even = f"{1e3 * compile_s / saving:.0f}" if saving > 0 else "never"
-        print(f"| {name} | " + " | ".join(cells) + f" | {bound:.2f} | {fused / bound:.2f}x | "
-              f"{vs_torch} | {compile_s:.1f} | {even} |", flush=True)
+        print(
+            f"| {name} | " + " | ".join(cells) + f" | {bound:.2f} | {fused / bound:.2f}x | "
+            f"{vs_torch} | {compile_s:.1f} | {even} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

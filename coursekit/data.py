@@ -49,8 +49,12 @@ class Split:
     y_test: Tensor
 
 
-def digits(test_fraction: float = 0.25, seed: int = 0, standardize: bool = True,
-           dtype: torch.dtype = torch.float32) -> Split:
+def digits(
+    test_fraction: float = 0.25,
+    seed: int = 0,
+    standardize: bool = True,
+    dtype: torch.dtype = torch.float32,
+) -> Split:
     """scikit-learn's digits as tensors, shuffled with `seed` and split into train and test.
 
     With `standardize`, every pixel is shifted and scaled to zero mean and unit variance over

@@ -1,7 +1,7 @@
 """A minimal training loop that records what the lectures plot: loss, gradient norm, step size.
 
-    history = train(model, optimizer, nn.functional.cross_entropy, x, y, epochs=5, batch_size=64)
-    history.loss[-1], history.grad_norm[-1], history.lr[-1]
+history = train(model, optimizer, nn.functional.cross_entropy, x, y, epochs=5, batch_size=64)
+history.loss[-1], history.grad_norm[-1], history.lr[-1]
 """
 
 from __future__ import annotations
@@ -59,13 +59,16 @@ def train(
     for _ in range(epochs):
         order = torch.randperm(n, generator=generator).to(device)
         for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(x[idx]), y[idx])
             loss.backward()
             grads = [p.grad for p in model.parameters() if p.grad is not None]
-            history.grad_norm.append(torch.linalg.vector_norm(
-                torch.stack([torch.linalg.vector_norm(g) for g in grads])).item())
+            history.grad_norm.append(
+                torch.linalg.vector_norm(
+                    torch.stack([torch.linalg.vector_norm(g) for g in grads])
+                ).item()
+            )
             history.loss.append(loss.item())
             history.lr.append(optimizer.param_groups[0]["lr"])
             optimizer.step()

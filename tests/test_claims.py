@@ -170,4 +170,3 @@ def test_lecture_1_fails_in_its_check_cell_when_a_stated_number_is_changed(tmp_p
     ]
     assert failed and "check" in failed[0].metadata.get("tags", [])
     # and the unchanged lecture passes that same cell: tests/test_notebooks.py runs it whole
-

@@ -38,6 +38,7 @@ SETTINGS = {  # lr, alpha, momentum
 # runtime.launch stops every rank at the first death; a test that kills a rank on purpose, to
 # see what its peers do, starts the processes itself (spawn, gloo, results through files).
 
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -47,8 +48,7 @@ def _free_port() -> int:
 def _entry(rank: int, world_size: int, port: int, out_dir: str, fn, args) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world_size,
-                            timeout=timedelta(seconds=30))
+    dist.init_process_group("gloo", rank=rank, world_size=world_size, timeout=timedelta(seconds=30))
     try:
         outcome = {"result": fn(*args)}
     except Exception as error:  # reported to the test, which decides whether it was expected
@@ -60,8 +60,13 @@ def _entry(rank: int, world_size: int, port: int, out_dir: str, fn, args) -> Non
 def _launch(fn, world_size: int, *args, join_timeout: float = 50.0) -> list[dict]:
     """Run fn(*args) on `world_size` ranks; per rank {"result"}, {"error"} or {"exitcode"}."""
     with tempfile.TemporaryDirectory() as out_dir:
-        context = mp.start_processes(_entry, args=(world_size, _free_port(), out_dir, fn, args),
-                                     nprocs=world_size, start_method="spawn", join=False)
+        context = mp.start_processes(
+            _entry,
+            args=(world_size, _free_port(), out_dir, fn, args),
+            nprocs=world_size,
+            start_method="spawn",
+            join=False,
+        )
         hung = []
         for rank, process in enumerate(context.processes):
             process.join(join_timeout)  # the hang guard: a deadlock fails the test, not CI
@@ -82,11 +87,13 @@ def _launch(fn, world_size: int, *args, join_timeout: float = 50.0) -> list[dict
 
 # --- the least-squares problem and what each rank runs ----------------------------------------
 
+
 def _problem():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(N, D, generator=g, dtype=torch.float64)
     y = x @ torch.randn(D, 1, generator=g, dtype=torch.float64) + 0.1 * torch.randn(
-        N, 1, generator=g, dtype=torch.float64)
+        N, 1, generator=g, dtype=torch.float64
+    )
     w0 = torch.randn(1, D, generator=g, dtype=torch.float64)
     return x, y, w0
 
@@ -105,8 +112,14 @@ def _batches(worker: int, steps: int, die_after: int | None = None):
         yield x[idx], y[idx]
 
 
-def _one_run(algorithm: str, steps: int, tau: int, timeout: float = 20.0,
-             die_after: int | None = None, server_dies_after: int | None = None) -> dict:
+def _one_run(
+    algorithm: str,
+    steps: int,
+    tau: int,
+    timeout: float = 20.0,
+    die_after: int | None = None,
+    server_dies_after: int | None = None,
+) -> dict:
     rank = dist.get_rank()
     _, _, w0 = _problem()
     model = nn.Linear(D, 1, bias=False).double()
@@ -121,8 +134,18 @@ def _one_run(algorithm: str, steps: int, tau: int, timeout: float = 20.0,
         return _full_loss(m)
 
     batches = None if rank == 0 else _batches(rank - 1, steps, die_after if rank == 2 else None)
-    history = run_async(algorithm, model, F.mse_loss, batches, steps=steps, tau=tau,
-                        eval_fn=eval_fn, eval_every=1, timeout=timeout, **SETTINGS[algorithm])
+    history = run_async(
+        algorithm,
+        model,
+        F.mse_loss,
+        batches,
+        steps=steps,
+        tau=tau,
+        eval_fn=eval_fn,
+        eval_every=1,
+        timeout=timeout,
+        **SETTINGS[algorithm],
+    )
     return {"history": history, "weight": model.weight.detach().clone()}
 
 
@@ -162,6 +185,7 @@ def _reference(algorithm: str, steps: int, tau: int) -> tuple[torch.Tensor, torc
 
 # --- tests ------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def one_worker():
     return launch(_all_algorithms, 2, 23, 3)
@@ -194,8 +218,9 @@ def test_three_workers_finish_count_bytes_and_learn(three_workers, algorithm):
         assert h["bytes_sent"][-1] == exchanges * (HEADER_BYTES + param_bytes) + HEADER_BYTES
         assert h["bytes_received"][-1] == exchanges * param_bytes
     assert server["bytes_sent"][-1] == p * exchanges * param_bytes
-    assert server["bytes_received"][-1] == p * (exchanges * (HEADER_BYTES + param_bytes)
-                                                + HEADER_BYTES)
+    assert server["bytes_received"][-1] == p * (
+        exchanges * (HEADER_BYTES + param_bytes) + HEADER_BYTES
+    )
     assert server["step"][0] == 0 and server["step"][-1] == p * steps
     assert len(server["step"]) == 2 + p * exchanges  # the start, each exchange, the end
     _, _, w0 = _problem()
@@ -220,23 +245,37 @@ def test_worker_notices_a_dead_server():
     assert "RuntimeError" in error and "rank 0" in error and "within 3 s" in error
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(algorithm="sgd"), "Invalid algorithm"),
-    (dict(tau=0), "Invalid tau: 0"),
-    (dict(steps=0), "Invalid steps: 0"),
-    (dict(lr=0.0), "Invalid lr: 0.0"),
-    (dict(alpha=None), "Invalid alpha: None"),
-    (dict(alpha=1.5), "Invalid alpha: 1.5"),
-    (dict(momentum=0.5), "Invalid momentum: 0.5"),
-    (dict(algorithm="downpour"), "Invalid alpha: 0.5"),
-    (dict(algorithm="eamsgd", momentum=1.0), "Invalid momentum: 1.0"),
-    (dict(eval_every=0), "Invalid eval_every: 0"),
-    (dict(timeout=0.0), "Invalid timeout: 0.0"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(algorithm="sgd"), "Invalid algorithm"),
+        (dict(tau=0), "Invalid tau: 0"),
+        (dict(steps=0), "Invalid steps: 0"),
+        (dict(lr=0.0), "Invalid lr: 0.0"),
+        (dict(alpha=None), "Invalid alpha: None"),
+        (dict(alpha=1.5), "Invalid alpha: 1.5"),
+        (dict(momentum=0.5), "Invalid momentum: 0.5"),
+        (dict(algorithm="downpour"), "Invalid alpha: 0.5"),
+        (dict(algorithm="eamsgd", momentum=1.0), "Invalid momentum: 1.0"),
+        (dict(eval_every=0), "Invalid eval_every: 0"),
+        (dict(timeout=0.0), "Invalid timeout: 0.0"),
+    ],
+)
 def test_bad_hyper_parameters_are_named(change, message):
     """Wrong arguments raise ValueError naming the parameter, before any communication."""
-    kwargs = dict(algorithm="async_easgd", steps=5, lr=0.1, tau=1, alpha=0.5, momentum=0.0,
-                  eval_every=1, timeout=1.0) | change
+    kwargs = (
+        dict(
+            algorithm="async_easgd",
+            steps=5,
+            lr=0.1,
+            tau=1,
+            alpha=0.5,
+            momentum=0.0,
+            eval_every=1,
+            timeout=1.0,
+        )
+        | change
+    )
     algorithm = kwargs.pop("algorithm")
     with pytest.raises(ValueError, match=message):
         run_async(algorithm, nn.Linear(2, 1), F.mse_loss, [], **kwargs)

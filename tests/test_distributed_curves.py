@@ -11,16 +11,23 @@ NAN = float("nan")
 
 def _history(bytes_sent, bytes_received, errors, times):
     n = len(errors)
-    return {"step": list(range(n)), "time": times, "train_loss": [NAN] * n,
-            "test_error": errors, "bytes_sent": bytes_sent, "bytes_received": bytes_received}
+    return {
+        "step": list(range(n)),
+        "time": times,
+        "train_loss": [NAN] * n,
+        "test_error": errors,
+        "bytes_sent": bytes_sent,
+        "bytes_received": bytes_received,
+    }
 
 
 def test_a_synchronous_curve_is_rank_zeros_record():
-    ranks = [_history([10, 20], [10, 20], [0.5, 0.2], [0.1, 0.2]),
-             _history([10, 20], [10, 20], [0.5, 0.2], [0.1, 0.3])]
+    ranks = [
+        _history([10, 20], [10, 20], [0.5, 0.2], [0.1, 0.2]),
+        _history([10, 20], [10, 20], [0.5, 0.2], [0.1, 0.3]),
+    ]
     curve = run_curve(ranks, "easgd")
-    assert curve == {"time": [0.1, 0.2], "bytes_per_worker": [10.0, 20.0],
-                     "test_error": [0.5, 0.2]}
+    assert curve == {"time": [0.1, 0.2], "bytes_per_worker": [10.0, 20.0], "test_error": [0.5, 0.2]}
 
 
 def test_an_asynchronous_curve_averages_what_the_server_received_over_the_workers():
@@ -44,6 +51,7 @@ def test_the_distributed_package_imports_no_matplotlib():
     import sys
 
     code = "import sys, coursekit.distributed; print('matplotlib' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "False"

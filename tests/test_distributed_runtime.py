@@ -21,8 +21,13 @@ TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER
 def _probe(scale: float, *, offset: float) -> dict:
     """One of each wrapper on 2 ranks, with the counter read after each."""
     rank, world_size, device = runtime.init()  # already initialised by launch: only reports
-    out = {"rank": rank, "world_size": world_size, "device": str(device),
-           "env": {k: os.environ.get(k) for k in TORCHRUN_VARIABLES}, "counts": []}
+    out = {
+        "rank": rank,
+        "world_size": world_size,
+        "device": str(device),
+        "env": {k: os.environ.get(k) for k in TORCHRUN_VARIABLES},
+        "counts": [],
+    }
     t = torch.full((3,), scale * rank + offset, dtype=torch.float64)
     runtime.all_reduce(t)  # 3 float64: 24 bytes each way
     out["sum"] = t.tolist()
@@ -132,15 +137,48 @@ def test_a_killed_worker_makes_every_other_rank_fail_not_hang(algorithm):
     is a hang guard, not a measure of speed.
     """
     world_size, port = 3, runtime._free_port()
-    command = [sys.executable, "-m", "coursekit.distributed.train", "--algorithm", algorithm,
-               "--tau", "1", "--steps", "40", "--eval-every", "10", "--sizes", "64", "10",
-               "--crash-at", "1", "5", "--timeout", "5"]
+    command = [
+        sys.executable,
+        "-m",
+        "coursekit.distributed.train",
+        "--algorithm",
+        algorithm,
+        "--tau",
+        "1",
+        "--steps",
+        "40",
+        "--eval-every",
+        "10",
+        "--sizes",
+        "64",
+        "10",
+        "--crash-at",
+        "1",
+        "5",
+        "--timeout",
+        "5",
+    ]
     processes = []
     for rank in range(world_size):
-        env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
-                   MASTER_ADDR="localhost", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
-        processes.append(subprocess.Popen(command, cwd=ROOT, env=env, text=True,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        env = dict(
+            os.environ,
+            RANK=str(rank),
+            LOCAL_RANK=str(rank),
+            WORLD_SIZE=str(world_size),
+            MASTER_ADDR="localhost",
+            MASTER_PORT=str(port),
+            OMP_NUM_THREADS="1",
+        )
+        processes.append(
+            subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=env,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        )
     outcomes = [process.communicate(timeout=120) for process in processes]
     assert processes[1].returncode == 1  # os._exit(1): the "killed" rank says nothing
     for rank in (0, 2):
@@ -150,30 +188,43 @@ def test_a_killed_worker_makes_every_other_rank_fail_not_hang(algorithm):
 
 
 def _final_state(directory: Path, world_size: int, steps: int) -> list[dict]:
-    return [torch.load(directory / f"rank{r}_step{steps:08d}.pt", weights_only=True)
-            for r in range(world_size)]
+    return [
+        torch.load(directory / f"rank{r}_step{steps:08d}.pt", weights_only=True)
+        for r in range(world_size)
+    ]
 
 
 @pytest.mark.parametrize("algorithm, checkpoint_every", [("allreduce", 4), ("easgd", 2)])
 def test_resuming_after_a_crash_ends_where_an_uninterrupted_run_ends(
-        tmp_path, algorithm, checkpoint_every):
+    tmp_path, algorithm, checkpoint_every
+):
     """Killed after the checkpoint of step 12, resumed: are the final parameters identical?
 
     Checkpoints every 4 steps (easgd: 2 rounds of tau = 2), records every 5. Rank 1 dies
     before saving step 16, rank 0 may have saved it: the ranks must agree to restart from
     step 12, in the middle of a record's window of losses.
     """
-    config = Config(algorithm=algorithm, sizes=(64, 16, 10), tau=2, steps=24, batch_size=16,
-                    momentum=0.5, eval_every=5, dtype="float64", timeout=20.0,
-                    checkpoint_every=checkpoint_every)
+    config = Config(
+        algorithm=algorithm,
+        sizes=(64, 16, 10),
+        tau=2,
+        steps=24,
+        batch_size=16,
+        momentum=0.5,
+        eval_every=5,
+        dtype="float64",
+        timeout=20.0,
+        checkpoint_every=checkpoint_every,
+    )
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     launch(worker, 2, dataclasses.replace(config, checkpoint_dir=str(whole)))
     with pytest.raises(RuntimeError, match="rank 1 failed: exited with code 1"):
         launch(worker, 2, dataclasses.replace(config, checkpoint_dir=str(broken), crash_at=(1, 16)))
     assert (broken / "rank1_step00000012.pt").exists()
     assert not (broken / f"rank1_step{config.steps:08d}.pt").exists()
-    resumed = launch(worker, 2, dataclasses.replace(config, checkpoint_dir=str(broken),
-                                                    resume=True))
+    resumed = launch(
+        worker, 2, dataclasses.replace(config, checkpoint_dir=str(broken), resume=True)
+    )
     for a, b, history in zip(_final_state(whole, 2, 24), _final_state(broken, 2, 24), resumed):
         for key in a["model"]:
             assert torch.equal(a["model"][key], b["model"][key])
@@ -183,9 +234,13 @@ def test_resuming_after_a_crash_ends_where_an_uninterrupted_run_ends(
         for key in ("step", "train_loss", "test_error", "bytes_sent", "bytes_received"):
             # Exactly equal; NaN (the start's train loss) counts as equal to NaN.
             for other in (b["history"][key], history[key]):
-                torch.testing.assert_close(torch.tensor(a["history"][key], dtype=torch.float64),
-                                           torch.tensor(other, dtype=torch.float64),
-                                           rtol=0, atol=0, equal_nan=True)
+                torch.testing.assert_close(
+                    torch.tensor(a["history"][key], dtype=torch.float64),
+                    torch.tensor(other, dtype=torch.float64),
+                    rtol=0,
+                    atol=0,
+                    equal_nan=True,
+                )
 
 
 def test_checkpoints_are_written_atomically_and_the_latest_two_kept(tmp_path):
@@ -194,7 +249,9 @@ def test_checkpoints_are_written_atomically_and_the_latest_two_kept(tmp_path):
     for step in (4, 8, 12):
         runtime.save_checkpoint(tmp_path, {"w": torch.full((2,), float(step))}, step=step)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "rank0_step00000008.pt", "rank0_step00000012.pt"]
+        "rank0_step00000008.pt",
+        "rank0_step00000012.pt",
+    ]
     state = runtime.load_checkpoint(tmp_path)
     assert state["step"] == 12 and torch.equal(state["w"], torch.full((2,), 12.0))
 

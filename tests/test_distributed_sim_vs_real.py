@@ -44,10 +44,17 @@ def _train(algorithm_name: str) -> dict[str, torch.Tensor]:
         algorithm = sync.LocalSGD(model, tau=TAU)
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
     batches = ((X[i], y[i]) for i in minibatches(N, BATCH, STEPS, seed=SEED + rank))
-    sync.run(algorithm, optimizer, lambda out, target: F.mse_loss(out.squeeze(-1), target),
-             batches, steps=STEPS)
-    return {"worker": model.weight.detach().reshape(D).clone(),
-            "center": algorithm.consensus().detach().reshape(D).clone()}
+    sync.run(
+        algorithm,
+        optimizer,
+        lambda out, target: F.mse_loss(out.squeeze(-1), target),
+        batches,
+        steps=STEPS,
+    )
+    return {
+        "worker": model.weight.detach().reshape(D).clone(),
+        "center": algorithm.consensus().detach().reshape(D).clone(),
+    }
 
 
 def _both() -> dict[str, dict[str, torch.Tensor]]:
@@ -63,8 +70,18 @@ def real():
 
 def test_four_processes_of_easgd_equal_the_simulator(real):
     X, y, x0 = _problem()
-    sim = simulate_easgd(X, y, x0, workers=P, lr=LR, alpha=BETA / P, tau=TAU, steps=STEPS,
-                         batch_size=BATCH, seed=SEED)
+    sim = simulate_easgd(
+        X,
+        y,
+        x0,
+        workers=P,
+        lr=LR,
+        alpha=BETA / P,
+        tau=TAU,
+        steps=STEPS,
+        batch_size=BATCH,
+        seed=SEED,
+    )
     workers = torch.stack([r["easgd"]["worker"] for r in real])
     torch.testing.assert_close(workers, sim.workers, rtol=0, atol=1e-12)
     for r in real:  # every rank holds the same copy of the center
@@ -75,8 +92,9 @@ def test_four_processes_of_easgd_equal_the_simulator(real):
 
 def test_four_processes_of_local_sgd_equal_the_simulator(real):
     X, y, x0 = _problem()
-    sim = simulate_local_sgd(X, y, x0, workers=P, lr=LR, tau=TAU, steps=STEPS,
-                             batch_size=BATCH, seed=SEED)
+    sim = simulate_local_sgd(
+        X, y, x0, workers=P, lr=LR, tau=TAU, steps=STEPS, batch_size=BATCH, seed=SEED
+    )
     workers = torch.stack([r["local_sgd"]["worker"] for r in real])
     torch.testing.assert_close(workers, sim.workers, rtol=0, atol=1e-12)
     torch.testing.assert_close(real[0]["local_sgd"]["center"], sim.center, rtol=0, atol=1e-12)

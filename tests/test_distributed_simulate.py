@@ -221,8 +221,9 @@ def test_no_elasticity_stable_iff_gradient_descent_is(tau):
 def test_simulation_grows_or_decays_at_predicted_rate(eta, beta):
     """From a random start, does ||state|| change by the spectral radius per period?"""
     p, tau, periods = 4, 2, 300
-    radius = stability_map(torch.tensor([eta], dtype=f64), torch.tensor([beta], dtype=f64),
-                           tau=tau, p=p).item()
+    radius = stability_map(
+        torch.tensor([eta], dtype=f64), torch.tensor([beta], dtype=f64), tau=tau, p=p
+    ).item()
     g = torch.Generator().manual_seed(0)
     workers = torch.randn(p, 3, generator=g, dtype=f64)
     center = torch.randn(3, generator=g, dtype=f64)
@@ -238,8 +239,10 @@ def test_full_stability_grid_computes():
     """The seed's grid (tau in 1, 10, 100; p in 1, 10, 100, 1000) at 101 x 101 points."""
     axis = torch.linspace(0, 2, 101, dtype=f64)
     grid = torch.stack(
-        [torch.stack([stability_map(axis, axis, tau=t, p=p) for p in (1, 10, 100, 1000)])
-         for t in (1, 10, 100)]
+        [
+            torch.stack([stability_map(axis, axis, tau=t, p=p) for p in (1, 10, 100, 1000)])
+            for t in (1, 10, 100)
+        ]
     )
     assert grid.shape == (3, 4, 101, 101)
     assert torch.isfinite(grid).all() and (grid >= 0).all()
@@ -261,8 +264,9 @@ def test_full_stability_grid_computes():
 def test_admm_sub_maps_equal_simulated_sub_updates(p):
     """Is each matrix F^i_k the simulator's sub-update applied to the 2p+1 basis vectors?"""
     for worker in range(p):
-        for matrix, simulated in zip(admm_sub_maps(0.003, 1.7, p, worker),
-                                     _admm_sub_maps_simulated(0.003, 1.7, p, worker)):
+        for matrix, simulated in zip(
+            admm_sub_maps(0.003, 1.7, p, worker), _admm_sub_maps_simulated(0.003, 1.7, p, worker)
+        ):
             torch.testing.assert_close(matrix, simulated, rtol=0, atol=1e-15)
 
 
@@ -296,8 +300,11 @@ def test_admm_diverges_from_seed_start():
         state = simulate_admm_round_robin(*state, lr=0.001, rho=2.5, rounds=rounds)
         return state, torch.cat([state[0], state[1], state[2][None]]).norm().item()
 
-    start = (torch.zeros(p, dtype=f64), torch.full((p,), 1000.0, dtype=f64),
-             torch.tensor(1000.0, dtype=f64))
+    start = (
+        torch.zeros(p, dtype=f64),
+        torch.full((p,), 1000.0, dtype=f64),
+        torch.tensor(1000.0, dtype=f64),
+    )
     state, early = run(start, 6000)  # the stable modes die out first (the norm dips below 2000)
     _, late = run(state, 2000)
     assert late > 2000.0  # larger than where it started: diverging

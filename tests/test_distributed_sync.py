@@ -34,7 +34,8 @@ def _problem() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(N, D, generator=g, dtype=torch.float64)
     y = x @ torch.randn(D, generator=g, dtype=torch.float64) + 0.1 * torch.randn(
-        N, generator=g, dtype=torch.float64)
+        N, generator=g, dtype=torch.float64
+    )
     w0 = torch.randn(D, generator=g, dtype=torch.float64)
     return x, y, w0
 
@@ -118,9 +119,12 @@ def test_each_rank_matches_the_hand_computed_updates(runs, name):
     for rank in range(p):
         got = results[rank][name]
         torch.testing.assert_close(got["w"], ws[rank], rtol=0, atol=1e-12)
-        torch.testing.assert_close(torch.tensor(got["history"]["train_loss"], dtype=torch.float64),
-                                   torch.tensor(losses[rank], dtype=torch.float64),
-                                   rtol=1e-12, atol=0)
+        torch.testing.assert_close(
+            torch.tensor(got["history"]["train_loss"], dtype=torch.float64),
+            torch.tensor(losses[rank], dtype=torch.float64),
+            rtol=1e-12,
+            atol=0,
+        )
         if CASES[name][0] == "easgd":
             torch.testing.assert_close(got["center"], center, rtol=0, atol=1e-12)
 
@@ -158,16 +162,25 @@ def test_allreduce_and_ddp_are_big_batch_sgd(runs):
             torch.testing.assert_close(results[rank][name]["w"], big_batch, rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("name, rounds", [
-    ("allreduce", STEPS), ("ddp", STEPS), ("local_sgd", STEPS // 3), ("easgd", math.ceil(STEPS / 2)),
-])
+@pytest.mark.parametrize(
+    "name, rounds",
+    [
+        ("allreduce", STEPS),
+        ("ddp", STEPS),
+        ("local_sgd", STEPS // 3),
+        ("easgd", math.ceil(STEPS / 2)),
+    ],
+)
 def test_bytes_are_one_parameter_vector_per_round(runs, name, rounds):
     """Does each rank send and receive n_params float64 numbers per communication round?"""
     p, results = runs
     for rank in range(p):
         got = results[rank][name]
-        assert got["stats"] == {"bytes_sent": rounds * D * 8, "bytes_received": rounds * D * 8,
-                                "calls": rounds}
+        assert got["stats"] == {
+            "bytes_sent": rounds * D * 8,
+            "bytes_received": rounds * D * 8,
+            "calls": rounds,
+        }
         assert got["history"]["bytes_sent"][-1] == rounds * D * 8
 
 

@@ -22,11 +22,26 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _torchrun(tmp_path: Path, *script_args: str) -> list[dict]:
-    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
-               "--nproc-per-node", "2", "--rdzv-backend", "c10d",
-               "--rdzv-endpoint", f"127.0.0.1:{runtime._free_port()}",
-               "--local-addr", "127.0.0.1",
-               "-m", "coursekit.distributed.train", *script_args, "--output", str(tmp_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        "2",
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        f"127.0.0.1:{runtime._free_port()}",
+        "--local-addr",
+        "127.0.0.1",
+        "-m",
+        "coursekit.distributed.train",
+        *script_args,
+        "--output",
+        str(tmp_path),
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     # The timeout guards against a hang; it is not a measure of speed.
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
@@ -35,8 +50,20 @@ def _torchrun(tmp_path: Path, *script_args: str) -> list[dict]:
 
 
 def test_allreduce_under_torchrun_keeps_the_ranks_identical_and_learns(tmp_path):
-    ranks = _torchrun(tmp_path, "--algorithm", "allreduce", "--steps", "60", "--eval-every",
-                      "20", "--sizes", "64", "10", "--lr", "0.1")
+    ranks = _torchrun(
+        tmp_path,
+        "--algorithm",
+        "allreduce",
+        "--steps",
+        "60",
+        "--eval-every",
+        "20",
+        "--sizes",
+        "64",
+        "10",
+        "--lr",
+        "0.1",
+    )
     for history in ranks:
         assert history["config"]["algorithm"] == "allreduce"
         assert history["step"] == [0, 20, 40, 60]  # the start, then every 20 steps
@@ -48,8 +75,9 @@ def test_allreduce_under_torchrun_keeps_the_ranks_identical_and_learns(tmp_path)
 
 
 def test_an_asynchronous_algorithm_under_torchrun(tmp_path):
-    server, worker_history = _torchrun(tmp_path, "--algorithm", "async_easgd", "--steps", "40",
-                                       "--tau", "4", "--sizes", "64", "10")
+    server, worker_history = _torchrun(
+        tmp_path, "--algorithm", "async_easgd", "--steps", "40", "--tau", "4", "--sizes", "64", "10"
+    )
     assert worker_history["step"][-1] == 40
     assert server["step"][-1] == 40  # the server saw all of its one worker's steps
     assert 0.0 <= server["test_error"][-1] < server["test_error"][0]
@@ -58,8 +86,14 @@ def test_an_asynchronous_algorithm_under_torchrun(tmp_path):
 @pytest.mark.parametrize("algorithm", ["eamsgd", "downpour"])
 def test_asynchronous_algorithms_from_python(algorithm):
     """launch(worker, 3, Config(...)): a server and two workers, through the same script."""
-    config = Config(algorithm=algorithm, sizes=(64, 10), steps=40, tau=4, lr=0.05,
-                    momentum=0.9 if algorithm == "eamsgd" else 0.0)
+    config = Config(
+        algorithm=algorithm,
+        sizes=(64, 10),
+        steps=40,
+        tau=4,
+        lr=0.05,
+        momentum=0.9 if algorithm == "eamsgd" else 0.0,
+    )
     server, *workers = launch(worker, 3, config)
     assert [w["step"][-1] for w in workers] == [40, 40]
     assert server["step"][-1] == 80

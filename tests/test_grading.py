@@ -353,5 +353,3 @@ def test_packages_and_single_file_modules_are_both_covered_by_stubs(tmp_path):
 
 def _cells(nb):
     return [(c.cell_type, c.source, c.metadata.get("nbgrader")) for c in nb.cells]
-
-

@@ -565,7 +565,10 @@ def _redundant_run():
             "start",
         ),
         (lambda: Quadratic(torch.eye(2), torch.ones(3)), "c"),
-        (lambda: lu.stochastic_gradient_descent(torch.ones(3, 2), torch.ones(3), 0.1, -2), "epochs"),
+        (
+            lambda: lu.stochastic_gradient_descent(torch.ones(3, 2), torch.ones(3), 0.1, -2),
+            "epochs",
+        ),
         (lambda: lu.first_below(torch.ones(2, 2), 0.0), "values"),
         (lambda: lu.stretch_sweep([1.0, -2.0], 1e-3), "stretches"),
         (

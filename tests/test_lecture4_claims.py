@@ -40,7 +40,9 @@ def test_rprop_rules_drift_eight_and_nine_steps_per_epoch_where_sgd_stands_still
     expected = torch.full((epochs,), -delta, dtype=torch.float64)
     torch.testing.assert_close(seed_rule, (9 - 1) * expected)
     for rprop in (torch.optim.Rprop, ck.Rprop):
-        torch_rule = per_epoch(ck.feed_gradients(lambda p, rprop=rprop: rprop(p, **held), gradients))
+        torch_rule = per_epoch(
+            ck.feed_gradients(lambda p, rprop=rprop: rprop(p, **held), gradients)
+        )
         torch.testing.assert_close(torch_rule, 9 * expected)
 
 
@@ -51,8 +53,9 @@ def test_growing_rprop_drift_speeds_up_by_the_counted_factors():
     gradients = NINE_UP_ONE_DOWN * 6
     for make, halvings in [(ck.RpropMinus, 2), (torch.optim.Rprop, 1)]:
         drift = per_epoch(ck.feed_gradients(lambda p, make=make: make(p, lr=1e-3), gradients))
-        torch.testing.assert_close(drift[1:] / drift[:-1],
-                                   torch.full((5,), 1.2**8 * 0.5**halvings, dtype=torch.float64))
+        torch.testing.assert_close(
+            drift[1:] / drift[:-1], torch.full((5,), 1.2**8 * 0.5**halvings, dtype=torch.float64)
+        )
 
 
 def test_rmsprop_moves_of_an_epoch_cancel_where_rprops_do_not():
@@ -185,7 +188,8 @@ def test_adam_bias_correction_divides_the_averages_by_one_minus_beta_to_the_t():
         assert w.item() - before == pytest.approx(-lr * g / (abs(g) + eps), rel=1e-9)
         uncorrected = -lr * m / math.sqrt(v)
         assert uncorrected / (w.item() - before) == pytest.approx(
-            (1 - beta1**t) / math.sqrt(1 - beta2**t), rel=1e-6)
+            (1 - beta1**t) / math.sqrt(1 - beta2**t), rel=1e-6
+        )
         if t == 1:
             assert uncorrected / (w.item() - before) == pytest.approx(0.1 / math.sqrt(1e-3))
 
@@ -213,8 +217,10 @@ def test_nesterov_overshoots_less_than_classical_momentum(mu, lr_lam):
     lam = 2.0
     lr = lr_lam / lam
     paths = {}
-    for nesterov, a, b in [(False, 1 + mu - lr_lam, mu),
-                           (True, (1 - lr_lam) * (1 + mu), (1 - lr_lam) * mu)]:
+    for nesterov, a, b in [
+        (False, 1 + mu - lr_lam, mu),
+        (True, (1 - lr_lam) * (1 + mu), (1 - lr_lam) * mu),
+    ]:
         x = _momentum_path(lam, lr, mu, nesterov)
         torch.testing.assert_close(x[2:], a * x[1:-1] - b * x[:-2], rtol=0.0, atol=1e-12)
         paths[nesterov] = x
@@ -245,14 +251,18 @@ def test_adamax_step_bound_holds_for_torch_adamax_on_arbitrary_gradients(betas):
     orders of magnitude, spikes): no step exceeds adamax_step_bound(lr, betas, t)."""
     lr, steps = 0.01, 300
     gen = torch.Generator().manual_seed(0)
-    bounds = torch.tensor([ck.adamax_step_bound(lr, betas, t) for t in range(1, steps + 1)],
-                          dtype=torch.float64)
+    bounds = torch.tensor(
+        [ck.adamax_step_bound(lr, betas, t) for t in range(1, steps + 1)], dtype=torch.float64
+    )
     worst = 0.0
     for _ in range(20):
         sizes = 10 ** (6 * torch.rand(steps, generator=gen, dtype=torch.float64) - 3)
         signs = torch.where(torch.rand(steps, generator=gen) < 0.3, -1.0, 1.0).double()
-        moves = ck.feed_gradients(lambda p: torch.optim.Adamax(p, lr=lr, betas=betas),
-                                  sizes * signs).diff().abs()
+        moves = (
+            ck.feed_gradients(lambda p: torch.optim.Adamax(p, lr=lr, betas=betas), sizes * signs)
+            .diff()
+            .abs()
+        )
         worst = max(worst, (moves / bounds).max().item())
     assert worst <= 1 + 1e-12
 
@@ -265,10 +275,14 @@ def test_adamax_step_bound_is_reached_by_gradients_shrinking_by_beta2(betas):
     lr, steps = 0.01, 2000
     beta1, beta2 = betas
     gradients = [beta2**t for t in range(1, steps + 1)]
-    moves = ck.feed_gradients(lambda p: torch.optim.Adamax(p, lr=lr, betas=betas, eps=0.0),
-                              gradients).diff().abs()
-    bounds = torch.tensor([ck.adamax_step_bound(lr, betas, t) for t in range(1, steps + 1)],
-                          dtype=torch.float64)
+    moves = (
+        ck.feed_gradients(lambda p: torch.optim.Adamax(p, lr=lr, betas=betas, eps=0.0), gradients)
+        .diff()
+        .abs()
+    )
+    bounds = torch.tensor(
+        [ck.adamax_step_bound(lr, betas, t) for t in range(1, steps + 1)], dtype=torch.float64
+    )
     torch.testing.assert_close(moves, bounds, rtol=1e-9, atol=0.0)
     limit = lr * beta2 * (1 - beta1) / (beta2 - beta1)
     assert ck.adamax_step_bound(lr, betas) == pytest.approx(limit, rel=1e-12)

@@ -76,8 +76,9 @@ def test_the_mean_of_p_minibatch_gradients_is_the_gradient_of_the_big_batch():
         F.cross_entropy(model(xs), ys).backward()
         return torch.cat([q.grad.reshape(-1) for q in model.parameters()])
 
-    averaged = torch.stack([grad(x[i * b:(i + 1) * b], y[i * b:(i + 1) * b])
-                            for i in range(p)]).mean(0)
+    averaged = torch.stack(
+        [grad(x[i * b : (i + 1) * b], y[i * b : (i + 1) * b]) for i in range(p)]
+    ).mean(0)
     torch.testing.assert_close(averaged, grad(x, y), rtol=1e-12, atol=1e-14)
 
 
@@ -187,14 +188,23 @@ def test_nothing_converges_on_the_edges(maps):
         torch.testing.assert_close(radius[0, :], torch.ones_like(radius[0, :]))
 
 
-@pytest.mark.parametrize("t,n,eta,beta", [(1, 1, 0.5, 0.5), (1, 10, 1.5, 1.9), (2, 1, 1.3, 0.6),
-                                          (10, 10, 1.2, 0.7), (100, 1, 0.03, 1.9)])
+@pytest.mark.parametrize(
+    "t,n,eta,beta",
+    [
+        (1, 1, 0.5, 0.5),
+        (1, 10, 1.5, 1.9),
+        (2, 1, 1.3, 0.6),
+        (10, 10, 1.2, 0.7),
+        (100, 1, 0.03, 1.9),
+    ],
+)
 def test_the_mode_closed_forms_equal_the_simulated_period_map(t, n, eta, beta):
     """The map's radius (closed forms) against numpy's eigenvalues of the full map built by
     running the simulator on the basis vectors."""
     full = easgd_period_map(eta, beta / n, tau=t, p=n).numpy()
-    closed = stability_map(torch.tensor([eta], dtype=F64), torch.tensor([beta], dtype=F64),
-                           tau=t, p=n).item()
+    closed = stability_map(
+        torch.tensor([eta], dtype=F64), torch.tensor([beta], dtype=F64), tau=t, p=n
+    ).item()
     assert np.abs(np.linalg.eigvals(full)).max() == pytest.approx(closed, rel=1e-9)
 
 
@@ -251,8 +261,12 @@ def test_the_radius_of_a_round_is_the_same_for_every_order_of_the_workers(hs):
         simulated = _turns_simulated(eta, alpha, hs)
         for k, order in enumerate(itertools.permutations(range(p))):
             m = _round_numpy(simulated, order)
-            torch.testing.assert_close(easgd_round_robin_map(eta, alpha, p, order=order, h=hs),
-                                       torch.from_numpy(m), rtol=0, atol=1e-14)
+            torch.testing.assert_close(
+                easgd_round_robin_map(eta, alpha, p, order=order, h=hs),
+                torch.from_numpy(m),
+                rtol=0,
+                atol=1e-14,
+            )
             assert np.abs(np.linalg.eigvals(m)).max() == pytest.approx(radii[k], rel=1e-10)
             np.testing.assert_allclose(np.poly(m), _charpoly(eta, alpha, hs), atol=1e-10)
         assert radii.max() - radii.min() < 1e-12, (eta, alpha, radii)
@@ -261,8 +275,9 @@ def test_the_radius_of_a_round_is_the_same_for_every_order_of_the_workers(hs):
 def test_round_robin_admm_radius_does_not_depend_on_the_order_either():
     """Notes: the order is not what separates ADMM from EASGD; ADMM's round radius at the seed's
     example is the same for all 6 orders of p = 3 (relabelling the workers), each above 1."""
-    turns = [f3 @ f2 @ f1 for f1, f2, f3 in
-             (admm_sub_maps(ADMM_ETA, ADMM_RHO, 3, i) for i in range(3))]
+    turns = [
+        f3 @ f2 @ f1 for f1, f2, f3 in (admm_sub_maps(ADMM_ETA, ADMM_RHO, 3, i) for i in range(3))
+    ]
     radii = order_radii(turns)
     assert radii.max() - radii.min() < 1e-12 and (radii > 1).all()
 
@@ -300,7 +315,8 @@ def test_for_odd_p_a_round_stops_contracting_exactly_at_the_curve(p):
     torch.testing.assert_close(boundary, _curve(etas), rtol=0, atol=1e-6)
     for eta in etas.tolist():
         assert np.polyval(_charpoly(eta, _curve(eta), [1.0] * p), -1.0) == pytest.approx(
-            0.0, abs=1e-12)
+            0.0, abs=1e-12
+        )
 
 
 @pytest.mark.parametrize("p", [2, 4])
@@ -354,7 +370,13 @@ def _admm_round_by_simulation(p):
     """One round of the simulator applied to the 2p + 1 basis vectors: the map, column by column."""
     basis = torch.eye(2 * p + 1, dtype=F64)
     lambdas, workers, center = simulate_admm_round_robin(
-        basis[0:2 * p:2], basis[1:2 * p:2], basis[2 * p], lr=ADMM_ETA, rho=ADMM_RHO, rounds=1)
+        basis[0 : 2 * p : 2],
+        basis[1 : 2 * p : 2],
+        basis[2 * p],
+        lr=ADMM_ETA,
+        rho=ADMM_RHO,
+        rounds=1,
+    )
     return torch.cat([torch.stack([lambdas, workers], 1).reshape(2 * p, -1), center[None]]).numpy()
 
 
@@ -367,8 +389,12 @@ def test_round_robin_admm_radius_is_above_one_at_the_seeds_parameters(p):
     numpy_radius = np.abs(np.linalg.eigvals(_admm_round_by_simulation(p))).max()
     assert radius == pytest.approx(numpy_radius, rel=1e-12)
     assert radius > 1
-    torch.testing.assert_close(admm_round_robin_map(ADMM_ETA, ADMM_RHO, p),
-                               torch.from_numpy(_admm_round_by_simulation(p)), rtol=0, atol=1e-14)
+    torch.testing.assert_close(
+        admm_round_robin_map(ADMM_ETA, ADMM_RHO, p),
+        torch.from_numpy(_admm_round_by_simulation(p)),
+        rtol=0,
+        atol=1e-14,
+    )
 
 
 def test_the_admm_state_first_shrinks_then_grows_by_the_radius_per_round():
@@ -379,15 +405,22 @@ def test_the_admm_state_first_shrinks_then_grows_by_the_radius_per_round():
     m = _admm_round_by_simulation(p)
     start = np.array([0.0, 1000.0] * p + [1000.0])
     assert np.linalg.norm(start) == pytest.approx(2000.0)
-    state = (torch.zeros(p, dtype=F64), torch.full((p,), 1000.0, dtype=F64),
-             torch.tensor(1000.0, dtype=F64))
-    lambdas, workers, center = simulate_admm_round_robin(*state, lr=ADMM_ETA, rho=ADMM_RHO,
-                                                         rounds=2000)
+    state = (
+        torch.zeros(p, dtype=F64),
+        torch.full((p,), 1000.0, dtype=F64),
+        torch.tensor(1000.0, dtype=F64),
+    )
+    lambdas, workers, center = simulate_admm_round_robin(
+        *state, lr=ADMM_ETA, rho=ADMM_RHO, rounds=2000
+    )
     simulated = torch.cat([torch.stack([lambdas, workers], 1).reshape(-1), center[None]])
-    np.testing.assert_allclose(simulated.numpy(), np.linalg.matrix_power(m, 2000) @ start,
-                               rtol=1e-9)
-    norms = {n: np.linalg.norm(np.linalg.matrix_power(m, n) @ start)
-             for n in (1000, 2000, 5000, ADMM_ROUNDS // 2, ADMM_ROUNDS)}
+    np.testing.assert_allclose(
+        simulated.numpy(), np.linalg.matrix_power(m, 2000) @ start, rtol=1e-9
+    )
+    norms = {
+        n: np.linalg.norm(np.linalg.matrix_power(m, n) @ start)
+        for n in (1000, 2000, 5000, ADMM_ROUNDS // 2, ADMM_ROUNDS)
+    }
     assert min(norms.values()) < 2000.0 < 1e9 < norms[ADMM_ROUNDS]
     growth = (norms[ADMM_ROUNDS] / norms[ADMM_ROUNDS // 2]) ** (1 / (ADMM_ROUNDS // 2))
     radius = np.abs(np.linalg.eigvals(m)).max()
@@ -404,10 +437,20 @@ ALGORITHMS = ["allreduce", "local_sgd", "easgd", "eamsgd", "downpour"]
 def runs():
     """One launch of 3 processes: the five algorithms at the notebook's settings but STEPS
     steps, then all-reduce and local SGD with tau = 1 in float64."""
+
     def config(algorithm, tau=TAU, dtype="float32"):
-        return Config(algorithm=algorithm, lr=0.05, tau=tau, beta=0.9, steps=STEPS,
-                      batch_size=32, seed=0, eval_every=EVAL_EVERY, dtype=dtype,
-                      momentum=0.9 if algorithm == "eamsgd" else 0.0)
+        return Config(
+            algorithm=algorithm,
+            lr=0.05,
+            tau=tau,
+            beta=0.9,
+            steps=STEPS,
+            batch_size=32,
+            seed=0,
+            eval_every=EVAL_EVERY,
+            dtype=dtype,
+            momentum=0.9 if algorithm == "eamsgd" else 0.0,
+        )
 
     configs = [config(a) for a in ALGORITHMS]
     configs += [config("allreduce", dtype="float64"), config("local_sgd", tau=1, dtype="float64")]
@@ -422,9 +465,13 @@ def test_bytes_sent_per_worker_equal_the_closed_forms(runs):
     ceil(steps / tau) exchanges of 4P + 24 bytes plus a 24-byte "done" (asynchronous)."""
     message = 4 * sum(p.numel() for p in MLP(Config().sizes).parameters())
     exchanges = math.ceil(STEPS / TAU)
-    expected = {"allreduce": STEPS * message, "local_sgd": (STEPS // TAU) * message,
-                "easgd": exchanges * message, "eamsgd": exchanges * (message + 24) + 24,
-                "downpour": exchanges * (message + 24) + 24}
+    expected = {
+        "allreduce": STEPS * message,
+        "local_sgd": (STEPS // TAU) * message,
+        "easgd": exchanges * message,
+        "eamsgd": exchanges * (message + 24) + 24,
+        "downpour": exchanges * (message + 24) + 24,
+    }
     for algorithm, histories in zip(ALGORITHMS, runs):
         sent = run_curve(histories, algorithm)["bytes_per_worker"]
         assert sent[-1] == expected[algorithm], algorithm

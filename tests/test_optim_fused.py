@@ -100,8 +100,11 @@ def test_fused_matches_torch_step_for_step(name, kwargs, dtype):
     ref = getattr(torch.optim, name)(groups(ref_model), foreach=False, **kwargs)
     ours = getattr(ck, name)(groups(our_model), fused=True, **kwargs)
     before = compiles()
-    assert_same(train(our_model, ours, range(STEPS)), train(ref_model, ref, range(STEPS)),
-                **tolerance(dtype))
+    assert_same(
+        train(our_model, ours, range(STEPS)),
+        train(ref_model, ref, range(STEPS)),
+        **tolerance(dtype),
+    )
     # One compile serves both groups and every step (this test is the first to use the
     # signature; zero would mean the fused path silently ran uncompiled).
     assert compiles() - before == 1
@@ -128,8 +131,9 @@ def test_state_dict_resume_into_a_fresh_fused_optimizer(name, kwargs):
     assert_same(rest, full[4:], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name,kwargs", [CASES[1], CASES[4], CASES[6]],
-                         ids=["SGD", "RMSprop", "Adam"])
+@pytest.mark.parametrize(
+    "name,kwargs", [CASES[1], CASES[4], CASES[6]], ids=["SGD", "RMSprop", "Adam"]
+)
 def test_scheduler_changes_lr_without_recompiling(name, kwargs):
     dtype = torch.float32
     ref_model, our_model = make_model(dtype), make_model(dtype)
@@ -162,8 +166,9 @@ def test_falls_back_with_a_warning_when_nothing_can_compile(monkeypatch):
     assert_same(got, train(ref_model, ref, range(3)), **tolerance(dtype))
 
 
-@pytest.mark.parametrize("name", ["SGD", "Rprop", "Adagrad", "RMSprop", "Adadelta", "Adam",
-                                  "AdamW", "Adamax"])
+@pytest.mark.parametrize(
+    "name", ["SGD", "Rprop", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Adamax"]
+)
 def test_fused_with_foreach_is_rejected(name):
     # torch.optim raises RuntimeError for the same conflict; coursekit's argument errors are
     # ValueErrors that name the argument.

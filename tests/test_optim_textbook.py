@@ -134,8 +134,10 @@ def _rprop_by_hand(gradients, lr, etas, step_sizes):
 
 @pytest.mark.parametrize(
     "hyper",
-    [dict(lr=0.01, etas=(0.5, 1.2), step_sizes=(1e-6, 50)),
-     dict(lr=0.1, etas=(0.3, 1.5), step_sizes=(0.02, 0.4))],
+    [
+        dict(lr=0.01, etas=(0.5, 1.2), step_sizes=(1e-6, 50)),
+        dict(lr=0.1, etas=(0.3, 1.5), step_sizes=(0.02, 0.4)),
+    ],
 )
 def test_rprop_minus_follows_its_equations_weight_by_weight(hyper):
     """Against a plain Python loop over each weight's gradients, written from the equations
@@ -210,11 +212,13 @@ def test_feed_gradients_gives_sgds_path_the_running_sum():
     has one point per gradient more, and accepts a list or a tensor."""
     gradients = [0.5, -2.0, 1.25, 3.0]
     path = ck.feed_gradients(lambda p: ck.SGD(p, lr=0.1), gradients)
-    expected = torch.tensor([0.0, *(-0.1 * torch.tensor(gradients).cumsum(0)).tolist()],
-                            dtype=torch.float64)
+    expected = torch.tensor(
+        [0.0, *(-0.1 * torch.tensor(gradients).cumsum(0)).tolist()], dtype=torch.float64
+    )
     torch.testing.assert_close(path, expected)
-    as_tensor = ck.feed_gradients(lambda p: ck.SGD(p, lr=0.1), torch.tensor(gradients),
-                                  dtype=torch.float32)
+    as_tensor = ck.feed_gradients(
+        lambda p: ck.SGD(p, lr=0.1), torch.tensor(gradients), dtype=torch.float32
+    )
     assert as_tensor.dtype == torch.float64 and as_tensor.shape == (len(gradients) + 1,)
     torch.testing.assert_close(as_tensor, expected, rtol=1e-6, atol=1e-6)
 

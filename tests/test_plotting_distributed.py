@@ -21,8 +21,10 @@ def _radii(axis, ps, taus):
 
 @pytest.mark.parametrize("x,label", [("time", "seconds"), ("bytes", "megabytes")])
 def test_plot_runs_draws_one_labelled_line_per_run(x, label):
-    curves = {"a": {"time": [0.0, 1.0], "bytes_per_worker": [0.0, 2e6], "test_error": [0.5, 0.1]},
-              "b": {"time": [0.0, 2.0], "bytes_per_worker": [0.0, 1e6], "test_error": [0.4, 0.2]}}
+    curves = {
+        "a": {"time": [0.0, 1.0], "bytes_per_worker": [0.0, 2e6], "test_error": [0.5, 0.1]},
+        "b": {"time": [0.0, 2.0], "bytes_per_worker": [0.0, 1e6], "test_error": [0.4, 0.2]},
+    }
     ax = plotting.plot_runs(curves, x=x)
     assert [line.get_label() for line in ax.get_lines()] == ["a", "b"]
     assert label in ax.get_xlabel() and "%" in ax.get_ylabel() and ax.get_title()

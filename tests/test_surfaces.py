@@ -228,8 +228,9 @@ def test_quadratic_surface_is_the_same_function_in_two_dimensions() -> None:
     points = torch.randn(5, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     assert torch.equal(surface.value(points), bowl.value(points))
     assert torch.equal(surface.grad(points), bowl.grad(points))
-    torch.testing.assert_close(torch.tensor(surface.minima[0], dtype=torch.float64),
-                               bowl.minimizer())
+    torch.testing.assert_close(
+        torch.tensor(surface.minima[0], dtype=torch.float64), bowl.minimizer()
+    )
     assert surface.min_value == bowl.min_value()
     assert (surface.name, surface.labels, surface.start) == ("bowl", ("a", "b"), (1.0, -2.0))
     star = bowl.minimizer().tolist()

@@ -120,8 +120,10 @@ def run_async(
     """
     _check_arguments(algorithm, steps, lr, tau, alpha, momentum, eval_every, timeout)
     if dist.get_world_size() < 2:
-        raise ValueError(f"Invalid world size: {dist.get_world_size()} (must be >= 2: a "
-                         "server and at least one worker)")
+        raise ValueError(
+            f"Invalid world size: {dist.get_world_size()} (must be >= 2: a "
+            "server and at least one worker)"
+        )
     # gloo receives from any source; nccl cannot, so messages go through a gloo group there.
     group = None if "gloo" in dist.get_backend() else dist.new_group(backend="gloo")
     link = _Link(group, timeout)
@@ -144,7 +146,9 @@ def _check_arguments(algorithm, steps, lr, tau, alpha, momentum, eval_every, tim
     if algorithm == "downpour":
         check(alpha is None, "alpha", alpha, "None for downpour")
     else:
-        check(alpha is not None and 0.0 < alpha <= 1.0, "alpha", alpha, f"in (0, 1] for {algorithm}")
+        check(
+            alpha is not None and 0.0 < alpha <= 1.0, "alpha", alpha, f"in (0, 1] for {algorithm}"
+        )
     if algorithm == "eamsgd":
         check(0.0 <= momentum < 1.0, "momentum", momentum, "in [0, 1)")
     else:
@@ -177,8 +181,9 @@ class _Link:
 
     def recv(self, tensor: Tensor, src: int | None, timeout: float | None = None) -> int:
         """Receive into `tensor` from `src` (None: from any rank); returns the sender."""
-        return runtime.recv(tensor, src, self.timeout if timeout is None else timeout,
-                            group=self.group)
+        return runtime.recv(
+            tensor, src, self.timeout if timeout is None else timeout, group=self.group
+        )
 
 
 def _serve(algorithm, model, alpha, eval_fn, eval_every, link: _Link) -> dict[str, list]:
@@ -210,8 +215,10 @@ def _serve(algorithm, model, alpha, eval_fn, eval_every, link: _Link) -> dict[st
         try:
             link.recv(header, None, timeout=max(left, 1e-3))
         except RuntimeError as error:
-            raise RuntimeError(f"rank 0: no request from worker rank(s) {silent} within "
-                               f"timeout={link.timeout:g} s; have they died? ({error})") from error
+            raise RuntimeError(
+                f"rank 0: no request from worker rank(s) {silent} within "
+                f"timeout={link.timeout:g} s; have they died? ({error})"
+            ) from error
         src, kind, t = header.tolist()
         last_heard[src] = time.monotonic()
         steps_done[src] = t
@@ -229,15 +236,18 @@ def _serve(algorithm, model, alpha, eval_fn, eval_every, link: _Link) -> dict[st
             record()
         late = sorted(r for r in last_heard if time.monotonic() - last_heard[r] > link.timeout)
         if late:
-            raise RuntimeError(f"rank 0: worker rank(s) {late} sent nothing within "
-                               f"timeout={link.timeout:g} s; have they died?")
+            raise RuntimeError(
+                f"rank 0: worker rank(s) {late} sent nothing within "
+                f"timeout={link.timeout:g} s; have they died?"
+            )
     record()  # the final center, after the last local steps were reported
     _assign(params, center)
     return history
 
 
-def _work(algorithm, model, loss_fn, batches, steps, lr, tau, alpha, momentum,
-          link: _Link) -> dict[str, list]:
+def _work(
+    algorithm, model, loss_fn, batches, steps, lr, tau, alpha, momentum, link: _Link
+) -> dict[str, list]:
     """A worker: `steps` local steps, talking to rank 0 whenever tau divides t."""
     start = time.perf_counter()
     params = [p for p in model.parameters()]

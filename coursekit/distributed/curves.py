@@ -37,5 +37,8 @@ def run_curve(histories: Sequence[Mapping[str, list]], algorithm: str) -> dict[s
         sent = [b / workers for b in first["bytes_received"]]
     else:
         sent = [float(b) for b in first["bytes_sent"]]
-    return {"time": list(first["time"]), "bytes_per_worker": sent,
-            "test_error": list(first["test_error"])}
+    return {
+        "time": list(first["time"]),
+        "bytes_per_worker": sent,
+        "test_error": list(first["test_error"]),
+    }

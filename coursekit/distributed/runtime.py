@@ -134,8 +134,9 @@ class _Failure:
     traceback: str
 
 
-def _entry(fn: Callable[..., Any], backend: str | None, timeout: float, args: tuple,
-           kwargs: dict) -> Any:
+def _entry(
+    fn: Callable[..., Any], backend: str | None, timeout: float, args: tuple, kwargs: dict
+) -> Any:
     """What each launched process runs: join the group, call `fn`, leave.
 
     An exception is returned, time-stamped, rather than raised: the launcher stops all ranks
@@ -148,14 +149,21 @@ def _entry(fn: Callable[..., Any], backend: str | None, timeout: float, args: tu
         init(backend, timeout)
         return fn(*args, **kwargs)
     except Exception as error:
-        return _Failure(rank, time.time(), f"{type(error).__name__}: {error}",
-                        traceback.format_exc())
+        return _Failure(
+            rank, time.time(), f"{type(error).__name__}: {error}", traceback.format_exc()
+        )
     finally:
         shutdown()
 
 
-def launch(fn: Callable[..., Any], world_size: int, *args: Any, backend: str | None = None,
-           timeout: float = 60.0, **kwargs: Any) -> list[Any]:
+def launch(
+    fn: Callable[..., Any],
+    world_size: int,
+    *args: Any,
+    backend: str | None = None,
+    timeout: float = 60.0,
+    **kwargs: Any,
+) -> list[Any]:
     """Run ``fn(*args, **kwargs)`` in `world_size` processes on this machine; one result per rank.
 
     This is torchrun's own launcher (``elastic_launch`` with a c10d rendezvous on a free local
@@ -199,7 +207,8 @@ def launch(fn: Callable[..., Any], world_size: int, *args: Any, backend: str | N
     if failures:
         lines = [f"rank {f.rank} failed: {f.error}" for f in failures]
         raise RuntimeError(
-            f"launch: {len(failures)} rank(s) failed, first to last\n  " + "\n  ".join(lines)
+            f"launch: {len(failures)} rank(s) failed, first to last\n  "
+            + "\n  ".join(lines)
             + f"\nTraceback of rank {failures[0].rank}:\n{failures[0].traceback}"
         )
     return results
@@ -308,8 +317,9 @@ def isend(tensor: Tensor, dst: int, group: dist.ProcessGroup | None = None) -> R
     return Request(dist.isend(tensor, dst=dst, group=group), tensor, dst, receive=False)
 
 
-def irecv(tensor: Tensor, src: int | None = None,
-          group: dist.ProcessGroup | None = None) -> Request:
+def irecv(
+    tensor: Tensor, src: int | None = None, group: dist.ProcessGroup | None = None
+) -> Request:
     """Start receiving into `tensor` from `src`; counted once waited on.
 
     ``src=None`` receives from any rank (gloo only; NCCL needs the sender's rank).
@@ -318,14 +328,19 @@ def irecv(tensor: Tensor, src: int | None = None,
     return Request(dist.irecv(tensor, src=src, group=group), tensor, src, receive=True)
 
 
-def send(tensor: Tensor, dst: int, timeout: float | None = None,
-         group: dist.ProcessGroup | None = None) -> None:
+def send(
+    tensor: Tensor, dst: int, timeout: float | None = None, group: dist.ProcessGroup | None = None
+) -> None:
     """Send `tensor` to rank `dst`, waiting at most `timeout` seconds (default: `init`'s)."""
     isend(tensor, dst, group).wait(timeout)
 
 
-def recv(tensor: Tensor, src: int | None = None, timeout: float | None = None,
-         group: dist.ProcessGroup | None = None) -> int:
+def recv(
+    tensor: Tensor,
+    src: int | None = None,
+    timeout: float | None = None,
+    group: dist.ProcessGroup | None = None,
+) -> int:
     """Receive into `tensor` from `src` (any rank if None) within `timeout`; returns the sender."""
     sender = irecv(tensor, src, group).wait(timeout)
     assert sender is not None
@@ -343,8 +358,9 @@ def _saved_steps(directory: Path, rank: int) -> list[int]:
     return sorted(int(f.stem.split("_step")[1]) for f in directory.glob(f"rank{rank}_step*.pt"))
 
 
-def save_checkpoint(directory: str | os.PathLike, state: dict[str, Any], *, step: int,
-                    keep: int = 2) -> Path:
+def save_checkpoint(
+    directory: str | os.PathLike, state: dict[str, Any], *, step: int, keep: int = 2
+) -> Path:
     """Save this rank's `state` at `step` to ``directory/rank{r}_step{step}.pt``, atomically.
 
     The file is written under a temporary name and renamed, so a rank killed while saving
@@ -366,8 +382,9 @@ def save_checkpoint(directory: str | os.PathLike, state: dict[str, Any], *, step
     return path
 
 
-def load_checkpoint(directory: str | os.PathLike,
-                    map_location: str | torch.device | None = None) -> dict[str, Any] | None:
+def load_checkpoint(
+    directory: str | os.PathLike, map_location: str | torch.device | None = None
+) -> dict[str, Any] | None:
     """This rank's state at the newest step saved by every rank, or None if there is none.
 
     With a process group this is collective (the ranks agree on the step), so every rank must
@@ -384,8 +401,10 @@ def load_checkpoint(directory: str | os.PathLike,
     common = set(everyone[0]).intersection(*everyone[1:])
     if not common:
         if any(everyone):
-            raise RuntimeError(f"No checkpoint step in {directory} is held by every rank: "
-                               f"{dict(enumerate(everyone))}")
+            raise RuntimeError(
+                f"No checkpoint step in {directory} is held by every rank: "
+                f"{dict(enumerate(everyone))}"
+            )
         return None
     path = directory / f"rank{rank}_step{max(common):08d}.pt"
     return torch.load(path, map_location=map_location, weights_only=True)

@@ -260,16 +260,30 @@ def simulate_easgd(
             )
         else:
             state, center, velocity = eamsgd_step(
-                state, center, velocity, partial(least_squares_grads, Xb, yb),
-                lr=lr, alpha=alpha, momentum=momentum, communicate=communicate,
+                state,
+                center,
+                velocity,
+                partial(least_squares_grads, Xb, yb),
+                lr=lr,
+                alpha=alpha,
+                momentum=momentum,
+                communicate=communicate,
             )
         losses.append(_loss(X, y, center))
     return Simulation(state, center, torch.stack(losses) if losses else X.new_zeros(0))
 
 
 def simulate_local_sgd(
-    X: Tensor, y: Tensor, x0: Tensor, *, workers: int, lr: float, tau: int, steps: int,
-    batch_size: int, seed: int,
+    X: Tensor,
+    y: Tensor,
+    x0: Tensor,
+    *,
+    workers: int,
+    lr: float,
+    tau: int,
+    steps: int,
+    batch_size: int,
+    seed: int,
 ) -> Simulation:
     """Synchronous local SGD: each worker takes SGD steps, all average after every tau steps.
 
@@ -288,8 +302,16 @@ def simulate_local_sgd(
 
 
 def simulate_downpour(
-    X: Tensor, y: Tensor, x0: Tensor, *, workers: int, lr: float, tau: int, steps: int,
-    batch_size: int, seed: int,
+    X: Tensor,
+    y: Tensor,
+    x0: Tensor,
+    *,
+    workers: int,
+    lr: float,
+    tau: int,
+    steps: int,
+    batch_size: int,
+    seed: int,
 ) -> Simulation:
     """Synchronous Downpour: every tau steps all workers push their updates and pull.
 
@@ -303,8 +325,12 @@ def simulate_downpour(
     for t in range(steps):
         Xb, yb = _batch(X, y, batches)
         state, server, velocity = downpour_step(
-            state, server, velocity, partial(least_squares_grads, Xb, yb),
-            lr=lr, communicate=t % tau == 0,
+            state,
+            server,
+            velocity,
+            partial(least_squares_grads, Xb, yb),
+            lr=lr,
+            communicate=t % tau == 0,
         )
         losses.append(_loss(X, y, server))
     return Simulation(state, server, torch.stack(losses) if losses else X.new_zeros(0))
@@ -347,8 +373,14 @@ def simulate_easgd_quadratic(
             )
         else:
             workers, center, velocity = eamsgd_step(
-                workers, center, velocity, lambda w: h * w,
-                lr=lr, alpha=alpha, momentum=momentum, communicate=t % tau == 0,
+                workers,
+                center,
+                velocity,
+                lambda w: h * w,
+                lr=lr,
+                alpha=alpha,
+                momentum=momentum,
+                communicate=t % tau == 0,
             )
     return workers, center
 
@@ -376,8 +408,14 @@ def admm_dual_step(lambdas: Tensor, workers: Tensor, center: Tensor, *, worker: 
 
 
 def admm_worker_step(
-    lambdas: Tensor, workers: Tensor, center: Tensor, grad: Tensor, *, worker: int,
-    lr: float | Tensor, rho: float | Tensor,
+    lambdas: Tensor,
+    workers: Tensor,
+    center: Tensor,
+    grad: Tensor,
+    *,
+    worker: int,
+    lr: float | Tensor,
+    rho: float | Tensor,
 ) -> Tensor:
     r"""Linearised primal step for worker i: returns the new ``workers`` (p, ...).
 
@@ -405,7 +443,13 @@ def admm_center_step(lambdas: Tensor, workers: Tensor) -> Tensor:
 
 
 def simulate_admm_round_robin(
-    lambdas: Tensor, workers: Tensor, center: Tensor, *, lr: float, rho: float, rounds: int,
+    lambdas: Tensor,
+    workers: Tensor,
+    center: Tensor,
+    *,
+    lr: float,
+    rho: float,
+    rounds: int,
     h: float = 1.0,
 ) -> tuple[Tensor, Tensor, Tensor]:
     r"""ADMM on :math:`F(x) = \tfrac{h}{2}\|x\|^2` with workers taking turns 0, 1, ..., p-1.

@@ -159,9 +159,7 @@ def easgd_mode_maps(
     return mean, decay * (a - alpha)
 
 
-def stability_map(
-    etas: Tensor, betas: Tensor, *, tau: int, p: int, h: float = 1.0
-) -> Tensor:
+def stability_map(etas: Tensor, betas: Tensor, *, tau: int, p: int, h: float = 1.0) -> Tensor:
     """Spectral radius of one period of synchronous EASGD, ``(len(betas), len(etas))``.
 
     Row j, column i is the radius at ``eta = etas[i]``, ``beta = betas[j]`` (so it plots with
@@ -330,8 +328,12 @@ def easgd_turn_map(
 
 
 def easgd_round_robin_map(
-    eta: Tensor | float, alpha: Tensor | float, p: int, *,
-    order: Sequence[int] | None = None, h: float | Sequence[float] = 1.0,
+    eta: Tensor | float,
+    alpha: Tensor | float,
+    p: int,
+    *,
+    order: Sequence[int] | None = None,
+    h: float | Sequence[float] = 1.0,
 ) -> Tensor:
     r"""One round, every worker one turn in ``order`` (default 0, 1, ..., p - 1).
 
@@ -391,8 +393,10 @@ def order_radii(turns: Sequence[Tensor]) -> Tensor:
     ``F3 @ F2 @ F1`` from `admm_sub_maps`; the orders are those of ``itertools.permutations``.
     """
     return torch.stack(
-        [spectral_radius(_compose([turns[i] for i in order]))
-         for order in itertools.permutations(range(len(turns)))],
+        [
+            spectral_radius(_compose([turns[i] for i in order]))
+            for order in itertools.permutations(range(len(turns)))
+        ],
         dim=-1,
     )
 

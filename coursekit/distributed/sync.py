@@ -28,7 +28,16 @@ from torch import Tensor, nn
 
 from coursekit.distributed import runtime
 
-__all__ = ["DDP", "EASGD", "AllReduceSGD", "Algorithm", "LocalSGD", "new_history", "run", "train_step"]
+__all__ = [
+    "DDP",
+    "EASGD",
+    "AllReduceSGD",
+    "Algorithm",
+    "LocalSGD",
+    "new_history",
+    "run",
+    "train_step",
+]
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -213,8 +222,14 @@ class EASGD(Algorithm):
         self.center.copy_(state["center"])
 
 
-def train_step(algorithm: Algorithm, optimizer: torch.optim.Optimizer, loss_fn: LossFn,
-               x: Tensor, y: Tensor, step: int) -> float:
+def train_step(
+    algorithm: Algorithm,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFn,
+    x: Tensor,
+    y: Tensor,
+    step: int,
+) -> float:
     """One step `step` of `algorithm` on this rank's minibatch; returns its loss (before it)."""
     device = next(algorithm.model.parameters()).device
     x, y = x.to(device), y.to(device)

@@ -75,16 +75,29 @@ def _build_sync(config: Config, model: nn.Module, world_size: int) -> sync.Algor
 
 
 #: The settings that determine the trajectory: a checkpoint resumes only a run with the same.
-_TRAJECTORY = ("algorithm", "sizes", "lr", "momentum", "tau", "beta", "batch_size", "seed",
-               "eval_every", "dtype")
+_TRAJECTORY = (
+    "algorithm",
+    "sizes",
+    "lr",
+    "momentum",
+    "tau",
+    "beta",
+    "batch_size",
+    "seed",
+    "eval_every",
+    "dtype",
+)
 
 
 def _check_same_run(config: Config, saved: dict) -> None:
     def same(a, b):  # a tuple may come back as a list
         return list(a) == list(b) if isinstance(a, (list, tuple)) else a == b
 
-    differ = [f"{k}: {saved[k]!r} saved, {getattr(config, k)!r} now" for k in _TRAJECTORY
-              if not same(saved[k], getattr(config, k))]
+    differ = [
+        f"{k}: {saved[k]!r} saved, {getattr(config, k)!r} now"
+        for k in _TRAJECTORY
+        if not same(saved[k], getattr(config, k))
+    ]
     if differ:
         raise ValueError("Cannot resume a different run: " + "; ".join(differ))
 
@@ -112,10 +125,15 @@ def _run_sync(config: Config) -> dict[str, list]:
             history, start, window = state["history"], state["step"], state["window"]
 
     def save(step: int) -> None:
-        state = {"config": dataclasses.asdict(config),
-                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "algorithm": algorithm.state_dict(), "stats": runtime.stats.state_dict(),
-                 "history": history, "window": list(window)}
+        state = {
+            "config": dataclasses.asdict(config),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "algorithm": algorithm.state_dict(),
+            "stats": runtime.stats.state_dict(),
+            "history": history,
+            "window": list(window),
+        }
         runtime.save_checkpoint(config.checkpoint_dir, state, step=step)
 
     def before_step(t: int) -> None:
@@ -138,14 +156,28 @@ def _run_sync(config: Config) -> dict[str, list]:
     batches = ((data.x_train[i], data.y_train[i]) for i in itertools.islice(order, start, None))
     if history is None:  # a fresh run: record the start, as the asynchronous server does
         history = sync.new_history()
-        for key, value in (("step", 0), ("time", 0.0), ("train_loss", math.nan),
-                           ("test_error", evaluate(algorithm.consensus())),
-                           ("bytes_sent", runtime.stats.bytes_sent),
-                           ("bytes_received", runtime.stats.bytes_received)):
+        for key, value in (
+            ("step", 0),
+            ("time", 0.0),
+            ("train_loss", math.nan),
+            ("test_error", evaluate(algorithm.consensus())),
+            ("bytes_sent", runtime.stats.bytes_sent),
+            ("bytes_received", runtime.stats.bytes_received),
+        ):
             history[key].append(value)
-    history = sync.run(algorithm, optimizer, F.cross_entropy, batches, steps=config.steps,
-                       start=start, record_every=config.eval_every, evaluate=evaluate,
-                       history=history, window=window, before_step=before_step)
+    history = sync.run(
+        algorithm,
+        optimizer,
+        F.cross_entropy,
+        batches,
+        steps=config.steps,
+        start=start,
+        record_every=config.eval_every,
+        evaluate=evaluate,
+        history=history,
+        window=window,
+        before_step=before_step,
+    )
     if config.checkpoint_dir:
         save(config.steps)
     return history
@@ -158,12 +190,16 @@ def _run_async(config: Config) -> dict[str, list]:
     The server records the center's test error about every `eval_every` steps of a worker.
     """
     if config.checkpoint_dir or config.resume or config.crash_at:
-        raise ValueError(f"Invalid algorithm for checkpoint_dir, resume or crash_at: "
-                         f"{config.algorithm!r} (synchronous algorithms only)")
+        raise ValueError(
+            f"Invalid algorithm for checkpoint_dir, resume or crash_at: "
+            f"{config.algorithm!r} (synchronous algorithms only)"
+        )
     rank, world_size, device = runtime.init(config.backend, config.timeout)
     if world_size < 2:
-        raise ValueError(f"Invalid world size for {config.algorithm!r}: {world_size} "
-                         "(must be >= 2: a server and at least one worker)")
+        raise ValueError(
+            f"Invalid world size for {config.algorithm!r}: {world_size} "
+            "(must be >= 2: a server and at least one worker)"
+        )
     workers = world_size - 1
     dtype = getattr(torch, config.dtype)
     data = digits(dtype=dtype)
@@ -175,17 +211,24 @@ def _run_async(config: Config) -> dict[str, list]:
     def evaluate(center: nn.Module) -> float:
         return (center(x_test).argmax(-1) != y_test).to(dtype).mean().item()
 
-    order = minibatches(len(data.x_train), config.batch_size, config.steps,
-                        seed=config.seed + rank)
+    order = minibatches(len(data.x_train), config.batch_size, config.steps, seed=config.seed + rank)
     batches = ((data.x_train[i].to(device), data.y_train[i].to(device)) for i in order)
     # The server makes p / tau exchanges per step of a worker.
     eval_every = max(1, round(config.eval_every * workers / config.tau))
     return asynchronous.run_async(
-        config.algorithm, model, F.cross_entropy, batches if rank else None,
-        steps=config.steps, lr=config.lr, tau=config.tau,
+        config.algorithm,
+        model,
+        F.cross_entropy,
+        batches if rank else None,
+        steps=config.steps,
+        lr=config.lr,
+        tau=config.tau,
         alpha=None if config.algorithm == "downpour" else config.beta / workers,
-        momentum=config.momentum, eval_fn=evaluate, eval_every=eval_every,
-        timeout=config.timeout)
+        momentum=config.momentum,
+        eval_fn=evaluate,
+        eval_every=eval_every,
+        timeout=config.timeout,
+    )
 
 
 #: ``--algorithm`` choices: a function run on every rank that returns that rank's history.
@@ -199,8 +242,9 @@ ALGORITHMS: dict[str, Callable[[Config], dict[str, list]]] = {
 def worker(config: Config) -> dict[str, list]:
     """Run `config` on the calling rank (under `runtime.launch` or torchrun); its history."""
     if config.algorithm not in ALGORITHMS:
-        raise ValueError(f"Invalid algorithm: {config.algorithm!r} "
-                         f"(must be one of {sorted(ALGORITHMS)})")
+        raise ValueError(
+            f"Invalid algorithm: {config.algorithm!r} (must be one of {sorted(ALGORITHMS)})"
+        )
     for name in ("steps", "batch_size", "eval_every", "tau"):
         if getattr(config, name) < 1:
             raise ValueError(f"Invalid {name}: {getattr(config, name)!r} (must be >= 1)")
@@ -229,12 +273,20 @@ def run_sequence(configs: Sequence[Config]) -> list[dict[str, list]]:
 
 
 def _parse(argv: list[str] | None) -> tuple[Config, str | None]:
-    parser = argparse.ArgumentParser(prog="coursekit.distributed.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="coursekit.distributed.train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     default = Config()
     parser.add_argument("--algorithm", choices=sorted(ALGORITHMS), default=default.algorithm)
-    parser.add_argument("--sizes", type=int, nargs="+", default=list(default.sizes),
-                        help="MLP layer widths (default: 64 64 10)")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=list(default.sizes),
+        help="MLP layer widths (default: 64 64 10)",
+    )
     for name, kind, text in [
         ("lr", float, "learning rate eta"),
         ("momentum", float, "momentum of the local SGD"),
@@ -254,8 +306,13 @@ def _parse(argv: list[str] | None) -> tuple[Config, str | None]:
     parser.add_argument("--backend", choices=["gloo", "nccl"], default=None)
     parser.add_argument("--checkpoint-dir", default=None, help="each rank saves its state here")
     parser.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
-    parser.add_argument("--crash-at", type=int, nargs=2, metavar=("RANK", "STEP"),
-                        help="that rank dies abruptly before that step (a fault to recover from)")
+    parser.add_argument(
+        "--crash-at",
+        type=int,
+        nargs=2,
+        metavar=("RANK", "STEP"),
+        help="that rank dies abruptly before that step (a fault to recover from)",
+    )
     parser.add_argument("--output", default=None, help="write history_rank{r}.json here")
     args = vars(parser.parse_args(argv))
     output = args.pop("output")
@@ -283,8 +340,9 @@ def main(argv: list[str] | None = None) -> None:
     if rank == 0:
         print(f"{config.algorithm} on {world_size} ranks")
         print(f"{'step':>6} {'time':>8} {'train_loss':>10} {'test_error':>10} {'bytes_sent':>12}")
-        for row in zip(*(history[k] for k in ("step", "time", "train_loss", "test_error",
-                                               "bytes_sent"))):
+        for row in zip(
+            *(history[k] for k in ("step", "time", "train_loss", "test_error", "bytes_sent"))
+        ):
             print("{:6d} {:8.2f} {:10.4f} {:10.4f} {:12d}".format(*row))
 
 

@@ -22,6 +22,7 @@ import nbformat
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$")
 MAX_NOTEBOOK_BYTES = 20 * 2**20
 
+
 @dataclass
 class Submission:
     """One student's files for an assignment, and what was wrong with them.

@@ -84,7 +84,9 @@ def _leaves(result: Any, prefix: str = "") -> dict[str, torch.Tensor]:
     return out
 
 
-def _difference(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], task: FunctionTask):
+def _difference(
+    actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], task: FunctionTask
+):
     """None if equal within tolerance, else a sentence a student can act on."""
     if set(actual) != set(expected):
 

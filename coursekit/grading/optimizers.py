@@ -55,6 +55,7 @@ def task(key: str) -> OptimizerTask:
         raise KeyError(f"{key!r} is not an optimizer task")
     return found
 
+
 VARIANTS = ("float64", "float32", "groups", "resume")
 _LABELS = {
     "float64": "float64",

@@ -91,8 +91,13 @@ def _use_foreach(foreach: bool | None) -> bool:
     return True if foreach is None else bool(foreach)
 
 
-def _choose(foreach: bool | None, fused: bool | None, single: Callable, multi: Callable,
-            fused_impl: Callable) -> Callable:
+def _choose(
+    foreach: bool | None,
+    fused: bool | None,
+    single: Callable,
+    multi: Callable,
+    fused_impl: Callable,
+) -> Callable:
     """The implementation the flags ask for: fused, else foreach unless `foreach=False`."""
     if fused:
         return fused_impl
@@ -160,4 +165,3 @@ class _ReferenceOptimizer(Optimizer):
             if params:
                 self._update(group, params, grads, states)
         return loss
-

@@ -84,15 +84,15 @@ def fuse(loop: Callable[..., None]) -> Callable[..., None]:
     # Inductor asserts the size and stride of every input at every call by default; Dynamo's
     # guards have checked them already, and on a step over 500 tensors the asserts cost more
     # than the rest of the Python work of the step (measured with cProfile).
-    compiled = torch.compile(loop, fullgraph=True, dynamic=False,
-                             options={"size_asserts": False})
+    compiled = torch.compile(loop, fullgraph=True, dynamic=False, options={"size_asserts": False})
 
     @functools.wraps(loop)
     def fused_loop(*tensor_lists: list[Tensor], **hyper) -> None:
         reason = compiler_available(tensor_lists[0][0].device)
         if reason is not None:
-            warnings.warn(f"fused=True: {reason}; running the unfused per-tensor update instead",
-                          stacklevel=4)
+            warnings.warn(
+                f"fused=True: {reason}; running the unfused per-tensor update instead", stacklevel=4
+            )
             return loop(*tensor_lists, **hyper)
         if "lr" in hyper:
             # A 0-d tensor is a graph input (a Python float would be baked into the kernel and
@@ -102,9 +102,12 @@ def fuse(loop: Callable[..., None]) -> Callable[..., None]:
             compiled(*tensor_lists, **hyper)
         except (FailOnRecompileLimitHit, BackendCompilerFailed) as error:
             # Both are raised before the compiled step runs, so no tensor was updated yet.
-            warnings.warn(f"fused=True: compilation failed ({type(error).__name__}: "
-                          f"{str(error).splitlines()[0]}); running the unfused per-tensor "
-                          "update instead", stacklevel=4)
+            warnings.warn(
+                f"fused=True: compilation failed ({type(error).__name__}: "
+                f"{str(error).splitlines()[0]}); running the unfused per-tensor "
+                "update instead",
+                stacklevel=4,
+            )
             loop(*tensor_lists, **hyper)
 
     return fused_loop

@@ -109,8 +109,18 @@ def adadelta(
 ) -> None:
     """Functional AdaDelta over lists of tensors, all updated in place."""
     impl = _choose(foreach, fused, _single_tensor_adadelta, _multi_tensor_adadelta, _fused_adadelta)
-    impl(params, grads, square_avgs, acc_deltas, steps, lr=lr, rho=rho, eps=eps,
-         weight_decay=weight_decay, maximize=maximize)
+    impl(
+        params,
+        grads,
+        square_avgs,
+        acc_deltas,
+        steps,
+        lr=lr,
+        rho=rho,
+        eps=eps,
+        weight_decay=weight_decay,
+        maximize=maximize,
+    )
 
 
 class Adadelta(_ReferenceOptimizer):
@@ -145,8 +155,15 @@ class Adadelta(_ReferenceOptimizer):
         _check(0.0 <= rho <= 1.0, "rho", rho, "in [0, 1]")
         _check_eps(eps)
         _check_weight_decay(weight_decay)
-        defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, foreach=foreach,
-                        maximize=maximize, fused=fused)
+        defaults = dict(
+            lr=lr,
+            rho=rho,
+            eps=eps,
+            weight_decay=weight_decay,
+            foreach=foreach,
+            maximize=maximize,
+            fused=fused,
+        )
         super().__init__(params, defaults)
 
     def _init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
@@ -157,8 +174,17 @@ class Adadelta(_ReferenceOptimizer):
         }
 
     def _update(self, group, params, grads, states) -> None:
-        adadelta(params, grads, [s["square_avg"] for s in states],
-                 [s["acc_delta"] for s in states], [s["step"] for s in states],
-                 foreach=group["foreach"], fused=group["fused"], lr=group["lr"],
-                 rho=group["rho"], eps=group["eps"], weight_decay=group["weight_decay"],
-                 maximize=group["maximize"])
+        adadelta(
+            params,
+            grads,
+            [s["square_avg"] for s in states],
+            [s["acc_delta"] for s in states],
+            [s["step"] for s in states],
+            foreach=group["foreach"],
+            fused=group["fused"],
+            lr=group["lr"],
+            rho=group["rho"],
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            maximize=group["maximize"],
+        )

@@ -100,8 +100,17 @@ def adagrad(
 ) -> None:
     """Functional AdaGrad over lists of tensors, all updated in place."""
     impl = _choose(foreach, fused, _single_tensor_adagrad, _multi_tensor_adagrad, _fused_adagrad)
-    impl(params, grads, state_sums, steps, lr=lr, lr_decay=lr_decay,
-         weight_decay=weight_decay, eps=eps, maximize=maximize)
+    impl(
+        params,
+        grads,
+        state_sums,
+        steps,
+        lr=lr,
+        lr_decay=lr_decay,
+        weight_decay=weight_decay,
+        eps=eps,
+        maximize=maximize,
+    )
 
 
 class Adagrad(_ReferenceOptimizer):
@@ -136,23 +145,44 @@ class Adagrad(_ReferenceOptimizer):
         check_flags(foreach, fused)
         _check(lr_decay >= 0.0, "lr_decay", lr_decay, ">= 0")
         _check_weight_decay(weight_decay)
-        _check(initial_accumulator_value >= 0.0, "initial_accumulator_value",
-               initial_accumulator_value, ">= 0")
+        _check(
+            initial_accumulator_value >= 0.0,
+            "initial_accumulator_value",
+            initial_accumulator_value,
+            ">= 0",
+        )
         _check_eps(eps)
-        defaults = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-                        initial_accumulator_value=initial_accumulator_value, eps=eps,
-                        foreach=foreach, maximize=maximize, fused=fused)
+        defaults = dict(
+            lr=lr,
+            lr_decay=lr_decay,
+            weight_decay=weight_decay,
+            initial_accumulator_value=initial_accumulator_value,
+            eps=eps,
+            foreach=foreach,
+            maximize=maximize,
+            fused=fused,
+        )
         super().__init__(params, defaults)
 
     def _init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
         return {
             "step": _new_step(param, group),
-            "sum": torch.full_like(param, group["initial_accumulator_value"],
-                                   memory_format=torch.preserve_format),
+            "sum": torch.full_like(
+                param, group["initial_accumulator_value"], memory_format=torch.preserve_format
+            ),
         }
 
     def _update(self, group, params, grads, states) -> None:
-        adagrad(params, grads, [s["sum"] for s in states], [s["step"] for s in states],
-                foreach=group["foreach"], fused=group["fused"], lr=group["lr"],
-                lr_decay=group["lr_decay"], weight_decay=group["weight_decay"], eps=group["eps"],
-                maximize=group["maximize"])
+        adagrad(
+            params,
+            grads,
+            [s["sum"] for s in states],
+            [s["step"] for s in states],
+            foreach=group["foreach"],
+            fused=group["fused"],
+            lr=group["lr"],
+            lr_decay=group["lr_decay"],
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            maximize=group["maximize"],
+        )

@@ -80,16 +80,30 @@ def adam_update(
 
 def _single_tensor_adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, **hyper):
     for i, param in enumerate(params):
-        adam_update(param, grads[i], exp_avgs[i], exp_avg_sqs[i], max_exp_avg_sqs[i], steps[i],
-                    **hyper)
+        adam_update(
+            param, grads[i], exp_avgs[i], exp_avg_sqs[i], max_exp_avg_sqs[i], steps[i], **hyper
+        )
 
 
 _fused_adam = fuse(_single_tensor_adam)
 
 
 def _multi_tensor_adam(
-    params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *, lr, beta1, beta2, eps,
-    weight_decay, amsgrad, maximize, decoupled_weight_decay,
+    params,
+    grads,
+    exp_avgs,
+    exp_avg_sqs,
+    max_exp_avg_sqs,
+    steps,
+    *,
+    lr,
+    beta1,
+    beta2,
+    eps,
+    weight_decay,
+    amsgrad,
+    maximize,
+    decoupled_weight_decay,
 ) -> None:
     for p, g, m, v, vmax, s in _group_by_device_and_dtype(
         params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps
@@ -139,9 +153,22 @@ def adam(
 ) -> None:
     """Functional Adam / AdamW over lists of tensors, all updated in place."""
     impl = _choose(foreach, fused, _single_tensor_adam, _multi_tensor_adam, _fused_adam)
-    impl(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, lr=lr, beta1=beta1,
-         beta2=beta2, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
-         decoupled_weight_decay=decoupled_weight_decay)
+    impl(
+        params,
+        grads,
+        exp_avgs,
+        exp_avg_sqs,
+        max_exp_avg_sqs,
+        steps,
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
+        eps=eps,
+        weight_decay=weight_decay,
+        amsgrad=amsgrad,
+        maximize=maximize,
+        decoupled_weight_decay=decoupled_weight_decay,
+    )
 
 
 class Adam(_ReferenceOptimizer):
@@ -180,9 +207,17 @@ class Adam(_ReferenceOptimizer):
         _check_beta("betas[0]", betas[0])
         _check_beta("betas[1]", betas[1])
         _check_weight_decay(weight_decay)
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                        foreach=foreach, maximize=maximize,
-                        decoupled_weight_decay=decoupled_weight_decay, fused=fused)
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            foreach=foreach,
+            maximize=maximize,
+            decoupled_weight_decay=decoupled_weight_decay,
+            fused=fused,
+        )
         super().__init__(params, defaults)
 
     def _init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
@@ -197,12 +232,24 @@ class Adam(_ReferenceOptimizer):
 
     def _update(self, group, params, grads, states) -> None:
         beta1, beta2 = group["betas"]
-        adam(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
-             [s.get("max_exp_avg_sq") for s in states], [s["step"] for s in states],
-             foreach=group["foreach"], fused=group["fused"], lr=group["lr"], beta1=beta1,
-             beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
-             amsgrad=group["amsgrad"], maximize=group["maximize"],
-             decoupled_weight_decay=group["decoupled_weight_decay"])
+        adam(
+            params,
+            grads,
+            [s["exp_avg"] for s in states],
+            [s["exp_avg_sq"] for s in states],
+            [s.get("max_exp_avg_sq") for s in states],
+            [s["step"] for s in states],
+            foreach=group["foreach"],
+            fused=group["fused"],
+            lr=group["lr"],
+            beta1=beta1,
+            beta2=beta2,
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            amsgrad=group["amsgrad"],
+            maximize=group["maximize"],
+            decoupled_weight_decay=group["decoupled_weight_decay"],
+        )
 
 
 class AdamW(Adam):
@@ -221,8 +268,18 @@ class AdamW(Adam):
         foreach: bool | None = None,
         fused: bool | None = None,
     ) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach,
-                         maximize=maximize, decoupled_weight_decay=True, fused=fused)
+        super().__init__(
+            params,
+            lr,
+            betas,
+            eps,
+            weight_decay,
+            amsgrad,
+            foreach=foreach,
+            maximize=maximize,
+            decoupled_weight_decay=True,
+            fused=fused,
+        )
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # A state_dict saved by Adam must not turn AdamW back into Adam.

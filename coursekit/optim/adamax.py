@@ -105,8 +105,19 @@ def adamax(
 ) -> None:
     """Functional AdaMax over lists of tensors, all updated in place."""
     impl = _choose(foreach, fused, _single_tensor_adamax, _multi_tensor_adamax, _fused_adamax)
-    impl(params, grads, exp_avgs, exp_infs, steps, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-         weight_decay=weight_decay, maximize=maximize)
+    impl(
+        params,
+        grads,
+        exp_avgs,
+        exp_infs,
+        steps,
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
+        eps=eps,
+        weight_decay=weight_decay,
+        maximize=maximize,
+    )
 
 
 class Adamax(_ReferenceOptimizer):
@@ -142,8 +153,15 @@ class Adamax(_ReferenceOptimizer):
         _check_beta("betas[0]", betas[0])
         _check_beta("betas[1]", betas[1])
         _check_weight_decay(weight_decay)
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                        foreach=foreach, maximize=maximize, fused=fused)
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            foreach=foreach,
+            maximize=maximize,
+            fused=fused,
+        )
         super().__init__(params, defaults)
 
     def _init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
@@ -155,7 +173,18 @@ class Adamax(_ReferenceOptimizer):
 
     def _update(self, group, params, grads, states) -> None:
         beta1, beta2 = group["betas"]
-        adamax(params, grads, [s["exp_avg"] for s in states], [s["exp_inf"] for s in states],
-               [s["step"] for s in states], foreach=group["foreach"], fused=group["fused"],
-               lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
-               weight_decay=group["weight_decay"], maximize=group["maximize"])
+        adamax(
+            params,
+            grads,
+            [s["exp_avg"] for s in states],
+            [s["exp_inf"] for s in states],
+            [s["step"] for s in states],
+            foreach=group["foreach"],
+            fused=group["fused"],
+            lr=group["lr"],
+            beta1=beta1,
+            beta2=beta2,
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            maximize=group["maximize"],
+        )

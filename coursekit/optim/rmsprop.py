@@ -76,19 +76,33 @@ def rmsprop_update(
         param.sub_(lr * grad / scale)
 
 
-def _single_tensor_rmsprop(params, grads, square_avgs, grad_avgs, momentum_buffers, steps,
-                           **hyper) -> None:
+def _single_tensor_rmsprop(
+    params, grads, square_avgs, grad_avgs, momentum_buffers, steps, **hyper
+) -> None:
     for i, param in enumerate(params):
-        rmsprop_update(param, grads[i], square_avgs[i], grad_avgs[i], momentum_buffers[i],
-                       steps[i], **hyper)
+        rmsprop_update(
+            param, grads[i], square_avgs[i], grad_avgs[i], momentum_buffers[i], steps[i], **hyper
+        )
 
 
 _fused_rmsprop = fuse(_single_tensor_rmsprop)
 
 
 def _multi_tensor_rmsprop(
-    params, grads, square_avgs, grad_avgs, momentum_buffers, steps, *, lr, alpha, eps,
-    weight_decay, momentum, centered, maximize,
+    params,
+    grads,
+    square_avgs,
+    grad_avgs,
+    momentum_buffers,
+    steps,
+    *,
+    lr,
+    alpha,
+    eps,
+    weight_decay,
+    momentum,
+    centered,
+    maximize,
 ) -> None:
     for p, g, r, gbar, buf, s in _group_by_device_and_dtype(
         params, grads, square_avgs, grad_avgs, momentum_buffers, steps
@@ -135,9 +149,21 @@ def rmsprop(
 ) -> None:
     """Functional RMSprop over lists of tensors, all updated in place."""
     impl = _choose(foreach, fused, _single_tensor_rmsprop, _multi_tensor_rmsprop, _fused_rmsprop)
-    impl(params, grads, square_avgs, grad_avgs, momentum_buffers, steps, lr=lr, alpha=alpha,
-         eps=eps, weight_decay=weight_decay, momentum=momentum, centered=centered,
-         maximize=maximize)
+    impl(
+        params,
+        grads,
+        square_avgs,
+        grad_avgs,
+        momentum_buffers,
+        steps,
+        lr=lr,
+        alpha=alpha,
+        eps=eps,
+        weight_decay=weight_decay,
+        momentum=momentum,
+        centered=centered,
+        maximize=maximize,
+    )
 
 
 class RMSprop(_ReferenceOptimizer):
@@ -177,9 +203,17 @@ class RMSprop(_ReferenceOptimizer):
         _check_eps(eps)
         _check_weight_decay(weight_decay)
         _check(momentum >= 0.0, "momentum", momentum, ">= 0")
-        defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
-                        momentum=momentum, centered=centered, foreach=foreach,
-                        maximize=maximize, fused=fused)
+        defaults = dict(
+            lr=lr,
+            alpha=alpha,
+            eps=eps,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            centered=centered,
+            foreach=foreach,
+            maximize=maximize,
+            fused=fused,
+        )
         super().__init__(params, defaults)
 
     def _init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
@@ -194,9 +228,20 @@ class RMSprop(_ReferenceOptimizer):
         return state
 
     def _update(self, group, params, grads, states) -> None:
-        rmsprop(params, grads, [s["square_avg"] for s in states],
-                [s.get("grad_avg") for s in states], [s.get("momentum_buffer") for s in states],
-                [s["step"] for s in states], foreach=group["foreach"], fused=group["fused"],
-                lr=group["lr"], alpha=group["alpha"], eps=group["eps"],
-                weight_decay=group["weight_decay"], momentum=group["momentum"],
-                centered=group["centered"], maximize=group["maximize"])
+        rmsprop(
+            params,
+            grads,
+            [s["square_avg"] for s in states],
+            [s.get("grad_avg") for s in states],
+            [s.get("momentum_buffer") for s in states],
+            [s["step"] for s in states],
+            foreach=group["foreach"],
+            fused=group["fused"],
+            lr=group["lr"],
+            alpha=group["alpha"],
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            momentum=group["momentum"],
+            centered=group["centered"],
+            maximize=group["maximize"],
+        )

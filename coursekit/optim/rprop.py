@@ -74,8 +74,17 @@ _fused_rprop = fuse(_single_tensor_rprop)
 
 
 def _multi_tensor_rprop(
-    params, grads, prevs, step_sizes, steps, *, etaminus, etaplus, step_size_min,
-    step_size_max, maximize,
+    params,
+    grads,
+    prevs,
+    step_sizes,
+    steps,
+    *,
+    etaminus,
+    etaplus,
+    step_size_min,
+    step_size_max,
+    maximize,
 ) -> None:
     for p, g, prev, delta, s in _group_by_device_and_dtype(params, grads, prevs, step_sizes, steps):
         _increment(s)
@@ -121,8 +130,18 @@ def rprop(
 ) -> None:
     """Functional Rprop over lists of tensors, all updated in place."""
     impl = _choose(foreach, fused, _single_tensor_rprop, _multi_tensor_rprop, _fused_rprop)
-    impl(params, grads, prevs, step_sizes, steps, etaminus=etaminus, etaplus=etaplus,
-         step_size_min=step_size_min, step_size_max=step_size_max, maximize=maximize)
+    impl(
+        params,
+        grads,
+        prevs,
+        step_sizes,
+        steps,
+        etaminus=etaminus,
+        etaplus=etaplus,
+        step_size_min=step_size_min,
+        step_size_max=step_size_max,
+        maximize=maximize,
+    )
 
 
 class Rprop(_ReferenceOptimizer):
@@ -152,10 +171,15 @@ class Rprop(_ReferenceOptimizer):
         _check_lr(lr)
         check_flags(foreach, fused)
         _check(0.0 < etas[0] < 1.0 < etas[1], "etas", etas, "(eta-, eta+) with 0 < eta- < 1 < eta+")
-        _check(0.0 <= step_sizes[0] <= step_sizes[1], "step_sizes", step_sizes,
-               "(min, max) with 0 <= min <= max")
-        defaults = dict(lr=lr, etas=etas, step_sizes=step_sizes, foreach=foreach,
-                        maximize=maximize, fused=fused)
+        _check(
+            0.0 <= step_sizes[0] <= step_sizes[1],
+            "step_sizes",
+            step_sizes,
+            "(min, max) with 0 <= min <= max",
+        )
+        defaults = dict(
+            lr=lr, etas=etas, step_sizes=step_sizes, foreach=foreach, maximize=maximize, fused=fused
+        )
         super().__init__(params, defaults)
 
     def _init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
@@ -168,7 +192,17 @@ class Rprop(_ReferenceOptimizer):
     def _update(self, group, params, grads, states) -> None:
         etaminus, etaplus = group["etas"]
         step_size_min, step_size_max = group["step_sizes"]
-        rprop(params, grads, [s["prev"] for s in states], [s["step_size"] for s in states],
-              [s["step"] for s in states], foreach=group["foreach"], fused=group["fused"],
-              etaminus=etaminus, etaplus=etaplus, step_size_min=step_size_min,
-              step_size_max=step_size_max, maximize=group["maximize"])
+        rprop(
+            params,
+            grads,
+            [s["prev"] for s in states],
+            [s["step_size"] for s in states],
+            [s["step"] for s in states],
+            foreach=group["foreach"],
+            fused=group["fused"],
+            etaminus=etaminus,
+            etaplus=etaplus,
+            step_size_min=step_size_min,
+            step_size_max=step_size_max,
+            maximize=group["maximize"],
+        )

@@ -160,11 +160,22 @@ class SGD(_ReferenceOptimizer):
         _check(momentum >= 0.0, "momentum", momentum, ">= 0")
         _check_weight_decay(weight_decay)
         if nesterov:
-            _check(momentum > 0 and dampening == 0, "nesterov", nesterov,
-                   "used with momentum > 0 and dampening = 0")
-        defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
-                        weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
-                        foreach=foreach, fused=fused)
+            _check(
+                momentum > 0 and dampening == 0,
+                "nesterov",
+                nesterov,
+                "used with momentum > 0 and dampening = 0",
+            )
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+            maximize=maximize,
+            foreach=foreach,
+            fused=fused,
+        )
         super().__init__(params, defaults)
 
     def _init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
@@ -173,9 +184,18 @@ class SGD(_ReferenceOptimizer):
 
     def _update(self, group, params, grads, states) -> None:
         buffers = [s.get("momentum_buffer") for s in states]
-        sgd(params, grads, buffers, foreach=group["foreach"], fused=group["fused"], lr=group["lr"],
-            momentum=group["momentum"], dampening=group["dampening"],
-            weight_decay=group["weight_decay"], nesterov=group["nesterov"],
-            maximize=group["maximize"])
+        sgd(
+            params,
+            grads,
+            buffers,
+            foreach=group["foreach"],
+            fused=group["fused"],
+            lr=group["lr"],
+            momentum=group["momentum"],
+            dampening=group["dampening"],
+            weight_decay=group["weight_decay"],
+            nesterov=group["nesterov"],
+            maximize=group["maximize"],
+        )
         for state, buf in zip(states, buffers):
             state["momentum_buffer"] = buf

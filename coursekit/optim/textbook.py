@@ -113,8 +113,10 @@ class SutskeverNesterov(_ReferenceOptimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:  # type: ignore[override]
         if closure is None:
-            raise ValueError("SutskeverNesterov.step needs a closure: the gradient is taken at "
-                             "the look-ahead point theta - momentum * velocity")
+            raise ValueError(
+                "SutskeverNesterov.step needs a closure: the gradient is taken at "
+                "the look-ahead point theta - momentum * velocity"
+            )
         for group in self.param_groups:
             for p, v in self._velocities(group):
                 p.sub_(v, alpha=group["momentum"])  # to the look-ahead point
@@ -194,10 +196,18 @@ class RpropMinus(_ReferenceOptimizer):
         step_sizes: tuple[float, float] = (1e-6, 50),
     ) -> None:
         _check_lr(lr)
-        _check(len(etas) == 2 and 0.0 < etas[0] < 1.0 < etas[1], "etas", etas,
-               "(eta-, eta+) with 0 < eta- < 1 < eta+")
-        _check(len(step_sizes) == 2 and 0.0 <= step_sizes[0] <= step_sizes[1], "step_sizes",
-               step_sizes, "(min, max) with 0 <= min <= max")
+        _check(
+            len(etas) == 2 and 0.0 < etas[0] < 1.0 < etas[1],
+            "etas",
+            etas,
+            "(eta-, eta+) with 0 < eta- < 1 < eta+",
+        )
+        _check(
+            len(step_sizes) == 2 and 0.0 <= step_sizes[0] <= step_sizes[1],
+            "step_sizes",
+            step_sizes,
+            "(min, max) with 0 <= min <= max",
+        )
         super().__init__(params, dict(lr=lr, etas=tuple(etas), step_sizes=tuple(step_sizes)))
 
     def _init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
@@ -211,9 +221,17 @@ class RpropMinus(_ReferenceOptimizer):
         etaminus, etaplus = group["etas"]
         step_size_min, step_size_max = group["step_sizes"]
         for param, grad, state in zip(params, grads, states):
-            rprop_minus_update(param, grad, state["prev"], state["step_size"], state["step"],
-                               etaminus=etaminus, etaplus=etaplus,
-                               step_size_min=step_size_min, step_size_max=step_size_max)
+            rprop_minus_update(
+                param,
+                grad,
+                state["prev"],
+                state["step_size"],
+                state["step"],
+                etaminus=etaminus,
+                etaplus=etaplus,
+                step_size_min=step_size_min,
+                step_size_max=step_size_max,
+            )
 
 
 def feed_gradients(
@@ -249,8 +267,9 @@ def feed_gradients(
     return torch.tensor(path, dtype=torch.float64)
 
 
-def adamax_step_bound(lr: float, betas: tuple[float, float] = (0.9, 0.999),
-                      step: int | None = None) -> float:
+def adamax_step_bound(
+    lr: float, betas: tuple[float, float] = (0.9, 0.999), step: int | None = None
+) -> float:
     r"""The largest move torch's AdaMax can make at step ``step``, over all gradient sequences.
 
     With :math:`m_t = (1-\beta_1)\sum_{k \le t} \beta_1^{t-k} g_k` and
@@ -280,8 +299,12 @@ def adamax_step_bound(lr: float, betas: tuple[float, float] = (0.9, 0.999),
     beta1, beta2 = betas
     _check(0.0 <= beta1 < 1.0, "betas[0]", beta1, "in [0, 1)")
     _check(0.0 <= beta2 < 1.0, "betas[1]", beta2, "in [0, 1)")
-    _check(step is None or (isinstance(step, int) and step >= 1), "step", step,
-           "an integer >= 1 or None")
+    _check(
+        step is None or (isinstance(step, int) and step >= 1),
+        "step",
+        step,
+        "an integer >= 1 or None",
+    )
     if beta1 == 0.0 or step == 1:
         return lr  # m_t / (1 - beta1^t) is then g_t, and u_t >= |g_t|
     if beta2 == 0.0 or (step is None and beta1 >= beta2):

@@ -55,8 +55,16 @@ def animate_trajectories(
     lines = []
     for name, path in paths.items():
         (line,) = ax.plot([], [], marker="o", markersize=3, linewidth=1.6, label=name, zorder=6)
-        ax.plot(path[0, 0], path[0, 1], marker="o", markersize=11, markerfacecolor="none",
-                markeredgewidth=2, color=line.get_color(), zorder=7)
+        ax.plot(
+            path[0, 0],
+            path[0, 1],
+            marker="o",
+            markersize=11,
+            markerfacecolor="none",
+            markeredgewidth=2,
+            color=line.get_color(),
+            zorder=7,
+        )
         lines.append((line, path))
     heading = surface.name if title is None else title
     ax.legend(loc="best")

@@ -37,8 +37,12 @@ _X = {
 }
 
 
-def plot_runs(curves: Mapping[str, Mapping[str, list]], x: str = "time",
-              ax: Axes | None = None, title: str | None = None) -> Axes:
+def plot_runs(
+    curves: Mapping[str, Mapping[str, list]],
+    x: str = "time",
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Axes:
     """Test error (y, in percent) of each named curve against ``x = "time"`` or ``"bytes"``.
 
     `curves` maps a legend label to a `coursekit.distributed.run_curve` result. Draws into
@@ -101,8 +105,13 @@ def plot_stability_map(
         raise ValueError(f"Invalid radii: missing (p, tau) = {missing} (must be a full grid)")
     n_rows, n_cols = (len(ps), len(taus)) if rows == "p" else (len(taus), len(ps))
     fig, axes = plt.subplots(
-        n_rows, n_cols, figsize=(3.2 * n_cols, 2.6 * n_rows),
-        sharex=True, sharey=True, squeeze=False, layout="constrained",
+        n_rows,
+        n_cols,
+        figsize=(3.2 * n_cols, 2.6 * n_rows),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
     )
     norm = TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=2.0)
     x, y = etas.cpu().numpy(), betas.cpu().numpy()
@@ -121,8 +130,7 @@ def plot_stability_map(
                 ax.set_xlabel(r"step size $\eta$")
             if col == 0:
                 ax.set_ylabel(r"$\beta = p\alpha$")
-    fig.colorbar(image, ax=axes, label="spectral radius of one period (clipped at 2)",
-                 extend="max")
+    fig.colorbar(image, ax=axes, label="spectral radius of one period (clipped at 2)", extend="max")
     fig.suptitle(r"Synchronous EASGD on $f(x) = x^2/2$: stable where the radius is below 1")
     return fig
 
@@ -138,8 +146,9 @@ def plot_admm_stability(etas: Tensor, rhos: Tensor, radii: Mapping[int, Tensor])
     """
     if not radii:
         raise ValueError("Invalid radii: empty")
-    fig, axes = plt.subplots(1, len(radii), figsize=(4.5 * len(radii), 3.8), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        1, len(radii), figsize=(4.5 * len(radii), 3.8), squeeze=False, layout="constrained"
+    )
     x, y = rhos.cpu().numpy(), etas.cpu().numpy()
     for ax, (p, values) in zip(axes[0], radii.items(), strict=True):
         radius = values.cpu().numpy()
@@ -171,8 +180,15 @@ def plot_round_robin_boundary(etas: Tensor, boundaries: Mapping[int, Tensor]) ->
     for p, boundary in boundaries.items():
         excess = (boundary - curve).cpu().numpy()
         if p % 2:
-            ax.plot(x, excess, linestyle="none", marker=next(markers), markersize=7,
-                    markerfacecolor="none", label=f"p = {p}")
+            ax.plot(
+                x,
+                excess,
+                linestyle="none",
+                marker=next(markers),
+                markersize=7,
+                markerfacecolor="none",
+                label=f"p = {p}",
+            )
         else:
             ax.plot(x, excess, label=f"p = {p}")
     ax.axhline(0.0, color="black", linewidth=0.8)

@@ -14,6 +14,7 @@ from ._base import _CONTOUR_CMAP, _ArrayLike, _new_axes, _to_numpy
 
 __all__ = ["plot_slice_1d", "plot_slice_2d"]
 
+
 def plot_slice_1d(
     alphas: _ArrayLike,
     losses: _ArrayLike,

@@ -17,7 +17,9 @@ __all__ = ["plot_surface_contours", "plot_trajectories"]
 def _as_path(name: str, points: _ArrayLike) -> np.ndarray:
     path = _to_numpy(points)
     if path.ndim != 2 or path.shape[1] != 2 or len(path) == 0:
-        raise ValueError(f"trajectory {name!r} must have shape (T, 2) with T >= 1, got {path.shape}")
+        raise ValueError(
+            f"trajectory {name!r} must have shape (T, 2) with T >= 1, got {path.shape}"
+        )
     return path
 
 
@@ -85,8 +87,16 @@ def _draw_contours(
     inside = [(x, y) for x, y in surface.minima if x_lo <= x <= x_hi and y_lo <= y <= y_hi]
     if inside:
         mx, my = zip(*inside, strict=True)
-        ax.plot(mx, my, linestyle="none", marker="*", markersize=16, color="gold",
-                markeredgecolor="k", zorder=5)
+        ax.plot(
+            mx,
+            my,
+            linestyle="none",
+            marker="*",
+            markersize=16,
+            color="gold",
+            markeredgecolor="k",
+            zorder=5,
+        )
 
     ax.set_xlim(x_lo, x_hi)
     ax.set_ylim(y_lo, y_hi)
@@ -115,11 +125,20 @@ def plot_trajectories(
     paths = _as_paths(trajectories)
     ax = plot_surface_contours(surface, ax=ax)
     for name, path in paths.items():
-        (line,) = ax.plot(path[:, 0], path[:, 1], marker="o", markersize=3, linewidth=1.6,
-                          label=name, zorder=6)
+        (line,) = ax.plot(
+            path[:, 0], path[:, 1], marker="o", markersize=3, linewidth=1.6, label=name, zorder=6
+        )
         # A hollow circle in the path's colour marks where it started.
-        ax.plot(path[0, 0], path[0, 1], marker="o", markersize=11, markerfacecolor="none",
-                markeredgewidth=2, color=line.get_color(), zorder=7)
+        ax.plot(
+            path[0, 0],
+            path[0, 1],
+            marker="o",
+            markersize=11,
+            markerfacecolor="none",
+            markeredgewidth=2,
+            color=line.get_color(),
+            zorder=7,
+        )
     ax.set_title(surface.name if title is None else title)
     ax.legend(loc="best")
     return ax

@@ -18,12 +18,16 @@ THEME = "white"  # reveal.js themes such as "simple" (nbconvert's default) @impo
 # Cell tags a lecture uses to keep code off its slides while keeping the figure it draws.
 # "check" marks a check cell: it asserts the numbers the prose states (coursekit.claims) and
 # runs wherever the notebook runs, but the audience never sees it.
-HIDE_TAGS = Config({"TagRemovePreprocessor": {
-    "enabled": True,
-    "remove_input_tags": ["remove-input"],
-    "remove_cell_tags": ["remove-cell", claims.CHECK_TAG],
-    "remove_all_outputs_tags": ["remove-output"],
-}})
+HIDE_TAGS = Config(
+    {
+        "TagRemovePreprocessor": {
+            "enabled": True,
+            "remove_input_tags": ["remove-input"],
+            "remove_cell_tags": ["remove-cell", claims.CHECK_TAG],
+            "remove_all_outputs_tags": ["remove-output"],
+        }
+    }
+)
 
 
 def render_deck(executed: Path, deck: Path, asset_dir: Path, *, source_dir: Path) -> Path:
