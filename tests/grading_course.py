@@ -95,3 +95,54 @@ def cases_passed(key: str, fn: Callable) -> int:
         is None
         for args in task.cases()
     )
+
+
+def grade_with_samples(
+    course: Path,
+    assignment: str,
+    submissions: dict[str, tuple[nbformat.NotebookNode, float]],
+    *,
+    cell_timeout: int,
+    notebook_timeout: int,
+) -> dict[str, grade.Row]:
+    """Grade `submissions` (student -> (notebook, expected score)) together with the files of
+    samples/<assignment>/ as they are, in one sandboxed run."""
+    notebooks: dict[str, nbformat.NotebookNode | bytes] = {
+        student: nb for student, (nb, _) in submissions.items()
+    }
+    for folder in sorted((ROOT / "samples" / assignment).iterdir()):
+        notebooks[folder.name] = (folder / f"{assignment}.ipynb").read_bytes()
+    return grade_notebooks(
+        course,
+        assignment,
+        notebooks,
+        cell_timeout=cell_timeout,
+        notebook_timeout=notebook_timeout,
+    )
+
+
+def check_sample(assignment: str, student: str, row: grade.Row) -> None:
+    """The sample earned exactly what samples/make_samples.py builds it to earn, with its notes
+    (and no note at all when it is built to have none)."""
+    makers = sample_makers()
+    sample = makers.SAMPLES[assignment][student]
+    assert row.status == "graded", row.error
+    assert (row.score, row.max_score) == makers.built_to_earn(assignment, student), row.error
+    for note in sample.notes:
+        assert note in row.error
+    if not sample.notes:
+        assert row.error == ""
+
+
+def check_submission(row: grade.Row, expected: float, total: float) -> None:
+    assert row.status == "graded", row.error
+    assert (row.score, row.max_score) == (expected, total), row.error
+
+
+def check_feedback_hides_the_hidden_tests(course: Path, assignment: str, students) -> None:
+    """No feedback file shows a hidden test or a record call."""
+    for student in students:
+        text = (course / "out/feedback" / student / f"{assignment}.html").read_text()
+        assert "HIDDEN TESTS" not in text
+        assert "record_function(" not in text.replace("&quot;", '"')
+        assert "record_optimizer(" not in text.replace("&quot;", '"')

@@ -14,7 +14,15 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from grading_course import cases_passed, feedback_text, grade_notebooks, sample_makers
+from grading_course import (
+    cases_passed,
+    check_feedback_hides_the_hidden_tests,
+    check_sample,
+    check_submission,
+    feedback_text,
+    grade_with_samples,
+    sample_makers,
+)
 
 from coursekit.grading.submissions import solved, with_answer
 
@@ -59,32 +67,20 @@ def test_partial_answers_fail_exactly_the_cases_the_expected_score_assumes():
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     course = tmp_path_factory.mktemp("course")
-    notebooks = {student: nb for student, (nb, _) in SUBMISSIONS.items()}
-    for student in STUDENTS:  # the files as they are
-        notebooks[student] = (ROOT / "samples/ps1" / student / "ps1.ipynb").read_bytes()
-    return course, grade_notebooks(
-        course, "ps1", notebooks, cell_timeout=CELL_TIMEOUT, notebook_timeout=NOTEBOOK_TIMEOUT
+    rows = grade_with_samples(
+        course, "ps1", SUBMISSIONS, cell_timeout=CELL_TIMEOUT, notebook_timeout=NOTEBOOK_TIMEOUT
     )
+    return course, rows
 
 
 @pytest.mark.parametrize("student", list(SUBMISSIONS))
 def test_each_submission_earns_exactly_what_it_should(graded, student):
-    _, rows = graded
-    row = rows[student]
-    assert row.status == "graded", row.error
-    assert (row.score, row.max_score) == (SUBMISSIONS[student][1], TOTAL), row.error
+    check_submission(graded[1][student], SUBMISSIONS[student][1], TOTAL)
 
 
 @pytest.mark.parametrize("student", list(STUDENTS))
 def test_each_sample_earns_what_it_is_built_to(graded, student):
-    _, rows = graded
-    row = rows[student]
-    assert row.status == "graded", row.error
-    assert (row.score, row.max_score) == SAMPLES.built_to_earn("ps1", student), row.error
-    for note in STUDENTS[student].notes:
-        assert note in row.error
-    if not STUDENTS[student].notes:
-        assert row.error == ""
+    check_sample("ps1", student, graded[1][student])
 
 
 def test_feedback_explains_the_lost_points_and_hides_the_hidden_tests(graded):
@@ -92,6 +88,4 @@ def test_feedback_explains_the_lost_points_and_hides_the_hidden_tests(graded):
     text = feedback_text(course / "out/feedback/ben/ps1.html")
     assert "0 of 3 points" in text and "has shape (2, 2), expected (3, 3)" in text
     assert "1.5 of 2 points" in text and "a constant column: differs from the reference" in text
-    for student in [*SUBMISSIONS, *STUDENTS]:
-        html = (course / "out/feedback" / student / "ps1.html").read_text()
-        assert "HIDDEN TESTS" not in html and "record_function(" not in html.replace("&quot;", '"')
+    check_feedback_hides_the_hidden_tests(course, "ps1", [*SUBMISSIONS, *STUDENTS])

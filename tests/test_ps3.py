@@ -17,7 +17,15 @@ import nbformat
 import pytest
 import torch
 import torch.nn.functional as F
-from grading_course import cases_passed, feedback_text, grade_notebooks, sample_makers
+from grading_course import (
+    cases_passed,
+    check_feedback_hides_the_hidden_tests,
+    check_sample,
+    check_submission,
+    feedback_text,
+    grade_with_samples,
+    sample_makers,
+)
 
 from coursekit.grading import functions
 from coursekit.grading.submissions import solved, with_answer
@@ -183,29 +191,20 @@ def test_partial_answers_fail_exactly_the_cases_the_expected_score_assumes():
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     course = tmp_path_factory.mktemp("course")
-    notebooks = {student: nb for student, (nb, _) in SUBMISSIONS.items()}
-    for student in STUDENTS:
-        notebooks[student] = (ROOT / "samples/ps3" / student / "ps3.ipynb").read_bytes()
-    return course, grade_notebooks(
-        course, "ps3", notebooks, cell_timeout=CELL_TIMEOUT, notebook_timeout=NOTEBOOK_TIMEOUT
+    rows = grade_with_samples(
+        course, "ps3", SUBMISSIONS, cell_timeout=CELL_TIMEOUT, notebook_timeout=NOTEBOOK_TIMEOUT
     )
+    return course, rows
 
 
 @pytest.mark.parametrize("student", list(SUBMISSIONS))
 def test_each_submission_earns_exactly_what_it_should(graded, student):
-    _, rows = graded
-    row = rows[student]
-    assert row.status == "graded", row.error
-    assert (row.score, row.max_score) == (SUBMISSIONS[student][1], TOTAL), row.error
+    check_submission(graded[1][student], SUBMISSIONS[student][1], TOTAL)
 
 
 @pytest.mark.parametrize("student", list(STUDENTS))
 def test_each_sample_earns_what_it_is_built_to(graded, student):
-    _, rows = graded
-    row = rows[student]
-    assert row.status == "graded", row.error
-    assert (row.score, row.max_score) == SAMPLES.built_to_earn("ps3", student), row.error
-    assert row.error == ""  # nothing unusual about how these notebooks ran
+    check_sample("ps3", student, graded[1][student])
 
 
 def test_feedback_explains_the_lost_points_and_hides_the_hidden_tests(graded):
@@ -218,6 +217,4 @@ def test_feedback_explains_the_lost_points_and_hides_the_hidden_tests(graded):
     assert "NameError" in text and "did the cell that defines it run without an error?" in text
     text = feedback_text(course / "out/feedback/imports_reference/ps3.html")
     assert "coursekit.ensembles is not available while this assignment is graded" in text
-    for student in [*SUBMISSIONS, *STUDENTS]:
-        html = (course / "out/feedback" / student / "ps3.html").read_text()
-        assert "HIDDEN TESTS" not in html and "record_function(" not in html.replace("&quot;", '"')
+    check_feedback_hides_the_hidden_tests(course, "ps3", [*SUBMISSIONS, *STUDENTS])
