@@ -261,14 +261,41 @@ def test_zip_with_a_wrapping_folder_and_hostile_members(tmp_path):
         link.external_attr = 0o120777 << 16  # a symlink
         z.writestr(link, "/etc/shadow")
         z.writestr("course/__MACOSX/alice/._ps2.ipynb", b"junk")
-    found = {s.student_id: s for s in collect.read(path)}
-    assert set(found) >= {"alice", "bob", "carol"}
-    assert list(found["alice"].files) == ["ps2.ipynb"] and list(found["bob"].files) == [
-        "work/ps2.ipynb"
+    collection = collect.read(path)
+    found = {s.student_id: s for s in collection.submissions}
+    assert set(found) == {"alice", "bob", "carol"}
+    assert list(found["alice"].files) == ["ps2.ipynb"]
+    assert list(found["bob"].files) == ["work/ps2.ipynb"]
+    assert found["carol"].files == {} and "is a link" in found["carol"].notes[0]
+    assert collection.skipped == [
+        "'course/../../evil/ps2.ipynb' is outside the zip's folders: skipped"
     ]
-    assert found["carol"].files == {} and "not a plain file" in found["carol"].notes[0]
-    assert all(".." not in f for s in found.values() for f in s.files)
     assert not collect.STUDENT_ID.match("..") and not collect.STUDENT_ID.match(".hidden")
+
+
+def test_zip_entries_that_belong_to_no_student_are_reported_not_graded(tmp_path):
+    """A path climbing out of a student's folder is named in that student's notes; an absolute
+    entry or a file outside every student folder is reported to the instructor, never taken
+    for a student called "/" or skipped without a word."""
+    path = tmp_path / "export.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("alice/ps2.ipynb", _notebook_bytes())
+        z.writestr("mallory/../../x/ps2.ipynb", _notebook_bytes())
+        z.writestr("../x.txt", b"x")
+        z.writestr("/etc/ps2.ipynb", _notebook_bytes())
+        z.writestr("README.txt", b"from the LMS")
+    collection = collect.read(path)
+    found = {s.student_id: s for s in collection.submissions}
+    assert set(found) == {"alice", "mallory"}
+    assert found["mallory"].files == {}
+    assert found["mallory"].notes == [
+        "../../x/ps2.ipynb leaves the submission folder and was ignored."
+    ]
+    assert collection.skipped == [
+        "'../x.txt' is outside the zip's folders: skipped",
+        "'/etc/ps2.ipynb' is an absolute path: skipped",
+        "'README.txt' is in no student's folder: skipped",
+    ]
 
 
 def test_folder_submissions_skip_symlinks_and_huge_files(tmp_path):
@@ -279,11 +306,24 @@ def test_folder_submissions_skip_symlinks_and_huge_files(tmp_path):
     (tmp_path / "zed").mkdir()
     with open(tmp_path / "zed/ps2.ipynb", "wb") as f:
         f.truncate(collect.MAX_NOTEBOOK_BYTES + 1)
-    found = {s.student_id: s for s in collect.read(tmp_path)}
+    (tmp_path / "notes.txt").write_text("not a student")
+    collection = collect.read(tmp_path)
+    found = {s.student_id: s for s in collection.submissions}
+    assert collection.skipped == ["'notes.txt' is in no student's folder: skipped"]
     assert found["alice"].files and not found["mallory"].files and not found["zed"].files
     assert "not a regular file" in found["mallory"].notes[0]
     with pytest.raises(ValueError, match="submissions"):
         collect.read(tmp_path / "alice/ps2.ipynb")
+
+
+def test_the_terminal_table_cuts_notes_at_a_word_and_lists_skipped_entries(tmp_path):
+    long = "The answer cell 'easgd_step_solution' was changed to markdown: graded as blank. " * 3
+    (tmp_path / grade.SKIPPED).write_text("'README.txt' is in no student's folder: skipped\n")
+    text = grade.summary([grade.Row("a", 1, 2, "graded", long)], tmp_path)
+    row = text.splitlines()[1]
+    assert row.endswith(" ...") and len(row) < 140
+    assert row.removesuffix(" ...").split()[-1] in long.split()  # a whole word
+    assert "1 entries belonged to no student" in text and "README.txt" in text
 
 
 def test_csv_has_the_promised_columns_and_blank_scores_for_failures():

@@ -42,10 +42,13 @@ class Submission:
         return bool(STUDENT_ID.match(self.student_id))
 
 
-def _read_folder(folder: Path) -> list[Submission]:
+def _read_folder(folder: Path, skipped: list[str]) -> list[Submission]:
     found = []
     for entry in sorted(folder.iterdir()):
-        if entry.name.startswith(".") or not entry.is_dir() or entry.is_symlink():
+        if entry.name.startswith("."):
+            continue
+        if not entry.is_dir() or entry.is_symlink():
+            skipped.append(f"{entry.name!r} is in no student's folder: skipped")
             continue
         submission = Submission(entry.name)
         for path in sorted(entry.rglob("*.ipynb")):
@@ -65,7 +68,7 @@ def _read_folder(folder: Path) -> list[Submission]:
     return found
 
 
-def _read_zip(path: Path) -> list[Submission]:
+def _read_zip(path: Path, skipped: list[str]) -> list[Submission]:
     with zipfile.ZipFile(path) as archive:
         members = [m for m in archive.infolist() if not m.is_dir()]
         parts = [PurePosixPath(m.filename).parts for m in members]
@@ -74,15 +77,25 @@ def _read_zip(path: Path) -> list[Submission]:
             parts = [p[1:] for p in parts]
         students: dict[str, Submission] = {}
         for member, part in zip(members, parts):
-            if len(part) < 2 or part[0].startswith(".") or "__MACOSX" in part:
+            name = member.filename
+            if "__MACOSX" in part or (part and part[0].startswith(".") and part[0] != ".."):
+                continue  # the archiver's own files (resource forks, .DS_Store)
+            if not part or part[0] in ("/", ".."):
+                where = "an absolute path" if part[:1] == ("/",) else "outside the zip's folders"
+                skipped.append(f"{name!r} is {where}: skipped")
+                continue
+            if len(part) < 2:
+                skipped.append(f"{name!r} is in no student's folder: skipped")
                 continue
             submission = students.setdefault(part[0], Submission(part[0]))
             relative = "/".join(part[1:])
             if not relative.endswith(".ipynb") or ".ipynb_checkpoints" in relative:
                 continue
-            is_link = stat.S_ISLNK(member.external_attr >> 16)
-            if ".." in part or is_link:
-                submission.notes.append(f"{relative} is not a plain file and was ignored.")
+            if ".." in part:
+                submission.notes.append(f"{relative} leaves the submission folder and was ignored.")
+                continue
+            if stat.S_ISLNK(member.external_attr >> 16):
+                submission.notes.append(f"{relative} is a link, not a file, and was ignored.")
                 continue
             with archive.open(member) as f:
                 data = f.read(MAX_NOTEBOOK_BYTES + 1)  # never trust the declared size
@@ -95,23 +108,36 @@ def _read_zip(path: Path) -> list[Submission]:
     return [students[k] for k in sorted(students)]
 
 
-def read(submissions: Path) -> list[Submission]:
+@dataclass
+class Collection:
+    """What a folder or zip of submissions held: one `Submission` per student folder, and notes
+    for the instructor on entries that belong to no student (a file at the top, an absolute
+    path, a path that climbs out of the zip)."""
+
+    submissions: list[Submission]
+    skipped: list[str] = field(default_factory=list)
+
+
+def read(submissions: Path) -> Collection:
     """Every student's files from a folder of student folders or a zip of them."""
+    skipped: list[str] = []
     if submissions.is_dir():
-        return _read_folder(submissions)
-    if zipfile.is_zipfile(submissions):
-        return _read_zip(submissions)
-    raise ValueError(f"submissions: {submissions} is neither a folder nor a zip file")
+        found = _read_folder(submissions, skipped)
+    elif zipfile.is_zipfile(submissions):
+        found = _read_zip(submissions, skipped)
+    else:
+        raise ValueError(f"submissions: {submissions} is neither a folder nor a zip file")
+    return Collection(found, skipped)
 
 
-def collect(submissions: Path, expected: list[str]) -> list[Submission]:
+def collect(submissions: Path, expected: list[str]) -> Collection:
     """One submission per student folder, sorted, each with the notebook graded as each of
     `expected` chosen (`choose_notebooks`) and the notes on what was wrong."""
-    found = read(submissions)
-    for submission in found:
+    collection = read(submissions)
+    for submission in collection.submissions:
         if submission.valid_id:
             submission.notebooks = choose_notebooks(submission, expected)
-    return found
+    return collection
 
 
 def choose_notebooks(submission: Submission, expected: list[str]) -> dict[str, bytes | None]:

@@ -30,6 +30,7 @@ import html
 import io
 import shutil
 import tempfile
+import textwrap
 from collections.abc import Iterator
 from concurrent.futures import as_completed
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from .collect import Submission, collect
 from .course import Course, Timeouts
 
 COLUMNS = ("student_id", "score", "max_score", "status", "error")
+SKIPPED = "skipped.txt"  # entries of the submissions that belong to no student
 
 
 @dataclass
@@ -232,8 +234,14 @@ def grade(
         with tempfile.TemporaryDirectory() as scratch:
             course.generate_release(assignment, Path(scratch))
 
+    collection = collect(submissions, expected)
+    skipped = out / SKIPPED
+    if collection.skipped:
+        skipped.write_text("".join(f"{note}\n" for note in collection.skipped))
+    else:
+        skipped.unlink(missing_ok=True)
     students, rows = [], {}
-    for submission in collect(submissions, expected):
+    for submission in collection.submissions:
         if not submission.valid_id:
             rows[submission.student_id] = Row(
                 submission.student_id,
@@ -286,12 +294,19 @@ def write_csv(path: Path, rows: list[Row]) -> None:
 
 
 def summary(rows: list[Row], out: Path) -> str:
-    """A short table for the terminal."""
+    """A short table for the terminal, and the entries that belonged to no student."""
     graded = [r for r in rows if r.status == "graded"]
     lines = [f"{'student':<20} {'score':>12}  notes"]
     for r in rows:
         score = f"{r.score:g}/{r.max_score:g}" if r.score is not None else r.status
-        lines.append(f"{r.student_id:<20} {score:>12}  {r.error[:100]}")
+        note = textwrap.shorten(r.error, 100, placeholder=" ...") if r.error else ""
+        lines.append(f"{r.student_id:<20} {score:>12}  {note}")
+    skipped = out / SKIPPED
+    if skipped.is_file():
+        notes = skipped.read_text().splitlines()
+        lines.append(f"{len(notes)} entries belonged to no student ({skipped}):")
+        lines += [f"  {textwrap.shorten(n, 110, placeholder=' ...')}" for n in notes[:5]]
+        lines += [f"  ... and {len(notes) - 5} more"] if len(notes) > 5 else []
     lines.append(
         f"{len(graded)} of {len(rows)} graded; grades: {out / 'grades.csv'}; feedback: {out / 'feedback'}"
     )
