@@ -3,7 +3,7 @@
 Every class with a torch.optim name is a `torch.optim.Optimizer` with torch's arguments, defaults
 and state keys, equal to torch.optim step for step. The textbook forms (`AveragedMomentumSGD`,
 `SutskeverNesterov`, `RpropMinus`: seed 003's Rprop, which moves after a sign flip) differ from
-torch on purpose; `feed_gradients` and `adamax_step_bound` serve lecture 4. Each file holds the algorithm as a per-tensor update that
+torch on purpose; `StatisticalSGD` (seed 002) is what torch lacks; `feed_gradients` and `adamax_step_bound` serve lecture 4. Each file holds the algorithm as a per-tensor update that
 reads like its equations (`foreach=False`) and a multi-tensor `torch._foreach_*` path
 (`foreach=None` or `True`, the default). `fused=True` compiles the per-tensor update with
 torch.compile into one kernel per step (`_fused.py`: when it pays, how it is cached).
@@ -17,6 +17,7 @@ from .rmsprop import RMSprop
 from .rprop import Rprop
 from .schedules import inverse_decay, inverse_sqrt_decay, linear_scaling_warmup
 from .sgd import SGD
+from .statistical import StatisticalSGD
 from .textbook import (
     AveragedMomentumSGD,
     RpropMinus,
@@ -37,6 +38,7 @@ __all__ = [
     "AveragedMomentumSGD",
     "SutskeverNesterov",
     "RpropMinus",
+    "StatisticalSGD",
     "feed_gradients",
     "adamax_step_bound",
     "inverse_decay",
