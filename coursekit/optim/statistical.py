@@ -97,6 +97,29 @@ def statistical_sgd_update(
     param.addcmul_(lr_t, grad, value=-1)
 
 
+# On a CPU this update makes about fifteen passes over each tensor. Over a chunk of tensors that
+# fits in the cache they cost little; over all parameters at once every pass goes to memory,
+# which made the foreach step 4x slower than the per-tensor loop at 13.4M parameters
+# (benchmarks/RESULTS.md). Accelerators take the whole list: there, fewer launches win.
+_CPU_CHUNK_NUMEL = 2**18
+
+
+def _cache_sized_chunks(tensor_lists: tuple[list[Tensor], ...]):
+    """Split parallel lists (one device and dtype) into runs of at most `_CPU_CHUNK_NUMEL`
+    numbers on a CPU (a larger tensor is a run of its own), or one run elsewhere."""
+    params = tensor_lists[0]
+    if not params or params[0].device.type != "cpu":
+        yield tensor_lists
+        return
+    start, numel = 0, 0
+    for i, p in enumerate(params):
+        if numel and numel + p.numel() > _CPU_CHUNK_NUMEL:
+            yield tuple(lst[start:i] for lst in tensor_lists)
+            start, numel = i, 0
+        numel += p.numel()
+    yield tuple(lst[start:] for lst in tensor_lists)
+
+
 def _single_tensor_statistical_sgd(
     params, grads, grad_avgs, sq_avgs, batch_estimates, lr_ts, steps, **hyper
 ) -> None:
@@ -115,24 +138,25 @@ def _multi_tensor_statistical_sgd(
     batch_size, warmup, lambda_b, lambda_eta, eps, max_lr,
 ) -> None:  # fmt: skip
     lists = (params, grads, grad_avgs, sq_avgs, batch_estimates, lr_ts, steps)
-    for p, g, m, s, b_est, lr_t, t in _group_by_device_and_dtype(*lists):
-        _increment(t)
-        weights = [_weight(step, warmup, batch_size, b) for step, b in zip(t, b_est)]
-        torch._foreach_lerp_(m, g, weights)
-        torch._foreach_lerp_(s, torch._foreach_mul(g, g), weights)
-        m_sq = torch._foreach_mul(m, m)
-        variance = torch._foreach_sub(s, m_sq)
-        torch._foreach_clamp_min_(variance, 0)
-        torch._foreach_add_(m_sq, eps)
-        noise_batch = torch._foreach_div(torch._foreach_mul(variance, lambda_b), m_sq)
-        torch._foreach_clamp_min_(noise_batch, batch_size)
-        torch._foreach_copy_(b_est, noise_batch)
-        lrs = [lambda_eta * lambda_b / b for b in b_est]  # as the per-tensor update writes it
-        if max_lr is not None:
-            torch._foreach_clamp_max_(lrs, max_lr)
-        for lr, lr_now, step in zip(lrs, lr_t, t):
-            lr_now.copy_(torch.where(step <= warmup, torch.zeros_like(lr), lr))
-        torch._foreach_addcmul_(p, lr_t, g, value=-1)
+    for group in _group_by_device_and_dtype(*lists):
+        for p, g, m, s, b_est, lr_t, t in _cache_sized_chunks(group):
+            _increment(t)
+            weights = [_weight(step, warmup, batch_size, b) for step, b in zip(t, b_est)]
+            torch._foreach_lerp_(m, g, weights)
+            torch._foreach_lerp_(s, torch._foreach_mul(g, g), weights)
+            m_sq = torch._foreach_mul(m, m)
+            variance = torch._foreach_sub(s, m_sq)
+            torch._foreach_clamp_min_(variance, 0)
+            torch._foreach_add_(m_sq, eps)
+            noise_batch = torch._foreach_div(torch._foreach_mul(variance, lambda_b), m_sq)
+            torch._foreach_clamp_min_(noise_batch, batch_size)
+            torch._foreach_copy_(b_est, noise_batch)
+            lrs = [lambda_eta * lambda_b / b for b in b_est]  # as the per-tensor update writes it
+            if max_lr is not None:
+                torch._foreach_clamp_max_(lrs, max_lr)
+            for lr, lr_now, step in zip(lrs, lr_t, t):
+                lr_now.copy_(torch.where(step <= warmup, torch.zeros_like(lr), lr))
+            torch._foreach_addcmul_(p, lr_t, g, value=-1)
 
 
 def statistical_sgd(
