@@ -14,21 +14,26 @@ VENV=${COURSEKIT_VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 
-# Grading runs each submission's kernel in bubblewrap (see README, "Grading safely"). As root
-# on Debian the tools come from apt; elsewhere a missing bwrap only disables grading.
-sandbox_tools() {
-  command -v bwrap >/dev/null && command -v setpriv >/dev/null && return 0
+# Grading runs each submission's kernel in bubblewrap (see README, "Grading safely"); PDF
+# handouts, screenshots and the browser tests use Chromium. As root on Debian the tools come
+# from apt; elsewhere a missing bwrap only disables grading, a missing chromium the browser.
+system_tools() {
+  command -v bwrap >/dev/null && command -v setpriv >/dev/null && command -v chromium >/dev/null &&
+    return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    local packages="bubblewrap util-linux python3-venv"
+    local packages="bubblewrap util-linux python3-venv chromium"
     apt-get install -y -qq --no-install-recommends $packages >/dev/null 2>&1 ||
       { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends $packages >/dev/null; }
   else
-    echo "course.sh: bwrap not found: install bubblewrap to grade submissions" >&2
+    command -v bwrap >/dev/null ||
+      echo "course.sh: bwrap not found: install bubblewrap to grade submissions" >&2
+    command -v chromium >/dev/null ||
+      echo "course.sh: chromium not found: install it for PDF handouts and the browser tests" >&2
   fi
 }
 
 setup() {
-  sandbox_tools
+  system_tools
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
   local py="$VENV/bin/python"
   # torch goes in first and pinned: pyproject.toml only asks for a range, and pip resolving a
@@ -38,6 +43,11 @@ setup() {
   # `course` extra, the tests the `dev` extra.
   "$py" -m pip install --quiet -e ".[course,dev]"
   "$py" -m coursekit slides-assets
+  # The course's JupyterLab neither asks to fetch Jupyter news nor checks for updates (nothing
+  # leaves the machine): a settings override of this venv's Lab (tests/browser checks it).
+  mkdir -p "$VENV/share/jupyter/lab/settings/overrides.d"
+  echo '{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}' \
+    >"$VENV/share/jupyter/lab/settings/overrides.d/coursekit.json"
   # As root, sandboxed kernels run as a dedicated user from a venv of their own.
   if [ "$(id -u)" = 0 ] && command -v bwrap >/dev/null; then
     "$py" -m coursekit sandbox-setup --torch "$TORCH_SPEC"

@@ -1,7 +1,7 @@
 """Does every notebook run top to bottom, and is every notebook committed as clean source?
 
 One test per notebook found under notebooks/ and solutions/: a notebook added later is picked up
-with no edit here. Execution uses papermill, the engine `coursekit build` uses.
+with no edit here. Execution is `coursekit build`'s (papermill), once per session (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -9,10 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
-import papermill
 import pytest
 
-from coursekit import claims
 from coursekit.build import find_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,17 +29,18 @@ def test_the_course_has_notebooks():
 
 
 @pytest.mark.parametrize("path", EXECUTED, ids=ids(EXECUTED))
-def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path):
-    """Every cell runs, check cells included: each number the prose states is recomputed."""
-    with claims.running(path):
-        papermill.execute_notebook(
-            str(path),
-            str(tmp_path / path.name),
-            kernel_name="python3",
-            cwd=str(path.parent),
-            execution_timeout=600,
-            progress_bar=False,
-        )
+def test_notebook_runs_top_to_bottom(path: Path, course_build):
+    """Every cell runs, check cells included: each number the prose states is recomputed.
+
+    The notebooks run once per session, two at a time, in the `course_build` fixture (the
+    build's own executor); this test reads the outcome for its notebook.
+    """
+    result = course_build.results[str(path.relative_to(ROOT))]
+    assert result.error is None, result.error
+    executed = nbformat.read(result.executed, as_version=4)
+    assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")
+    if path.parts[len(ROOT.parts)] == "notebooks":
+        assert result.deck is not None and result.deck.is_file()
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=ids(SOURCES))

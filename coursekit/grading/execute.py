@@ -39,7 +39,7 @@ class SandboxedExecute(Execute):
         super().__init__(**kwargs)
 
     def create_kernel_manager(self) -> SandboxedKernelManager:
-        folder = self.resources.get("metadata", {}).get("path") or "."
+        folder = os.path.abspath(self.resources.get("metadata", {}).get("path") or ".")
         files = [
             os.path.join(folder, name)
             for name in sorted(os.listdir(folder))

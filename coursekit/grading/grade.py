@@ -28,12 +28,14 @@ from __future__ import annotations
 import csv
 import html
 import io
+import os
 import shutil
 import tempfile
 import textwrap
 from collections.abc import Iterator
 from concurrent.futures import as_completed
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -76,6 +78,7 @@ def _start_worker(config) -> None:
     global _API
     from .course import api
 
+    os.chdir(config.CourseDirectory.root)  # nbgrader gives paths relative to the course root
     _API = api(config)
 
 
@@ -162,6 +165,8 @@ def _place(course: Course, assignment: str, submission: Submission) -> None:
     release = course.release_folder(assignment)
     for name, data in submission.notebooks.items():
         (target / name).write_bytes(data if data is not None else (release / name).read_bytes())
+    # nbgrader's record of when the work came in (formgrader shows it): when it was collected.
+    (target / "timestamp.txt").write_text(datetime.now(timezone.utc).isoformat(" ", "seconds"))
 
 
 def _row(course: Course, assignment: str, out: Path, submission: Submission, outcome: _Outcome):

@@ -49,6 +49,10 @@ def configure(c, root: str | Path, *, cell_timeout: int = 120, notebook_timeout:
     c.CourseDirectory.submitted_directory = f"{runtime}/submitted"
     c.CourseDirectory.autograded_directory = f"{runtime}/autograded"
     c.CourseDirectory.feedback_directory = f"{runtime}/feedback"
+    # This course hands assignments out and in through its LMS, not nbgrader's exchange; an
+    # exchange folder of its own keeps formgrader from warning about a missing system one.
+    (root / runtime / "exchange").mkdir(exist_ok=True)
+    c.Exchange.root = str(root / runtime / "exchange")
     # A busy timeout, because `coursekit grade --jobs N` runs N nbgrader processes at once.
     c.CourseDirectory.db_url = f"sqlite:///{root / runtime / 'gradebook.db'}?timeout=60"
     c.Autograde.sanitize_preprocessors = SANITIZE

@@ -408,8 +408,15 @@ class SandboxedKernelManager(AsyncKernelManager):
         for folder in pycaches:  # compiled copies of the hidden modules
             args += ["--size", "1", "--tmpfs", str(folder)]
         args += ["--bind", str(self._dir), str(self._dir)]
+        # Copied first to a folder the sandbox user can read: the course may live under a folder
+        # only root may enter (a temporary one, root's home).
+        shown_files = self._stubs / "files"
+        shown_files.mkdir(mode=0o755, exist_ok=True)
         for file in self.files:
-            args += ["--ro-bind", file, f"{HOME}/{os.path.basename(file)}"]
+            copy = shown_files / os.path.basename(file)
+            shutil.copyfile(file, copy)
+            copy.chmod(0o444)
+            args += ["--ro-bind", str(copy), f"{HOME}/{copy.name}"]
         environment = {
             "HOME": HOME,
             "PATH": f"{os.path.dirname(probe['executable'])}:/usr/bin:/bin",
