@@ -40,12 +40,14 @@ class OptimizerTask:
 
     Attributes:
         cases: (name of the reference class in ``coursekit.optim``, hyper-parameters) for each
-            case; every case sets ``lr`` explicitly.
+            case; every case sets ``lr`` explicitly, which the "two param groups" variant halves
+            in its second group, unless `second_group` says what to change instead.
         hidden: modules the student's kernel may not import while it is graded.
     """
 
     cases: Sequence[tuple[str, dict]]
     hidden: tuple[str, ...] = HIDDEN
+    second_group: Callable[[dict], dict] | None = None  # hyper -> the second group's overrides
 
 
 def task(key: str) -> OptimizerTask:
@@ -103,11 +105,14 @@ def trajectory(
     hyper: dict,
     variant: str = "float64",
     steps: int = STEPS,
+    second_group: dict | None = None,
 ) -> torch.Tensor:
     """All parameters, flattened, after each of `steps` steps: a (steps, 17) tensor.
 
-    `variant` is one of `variants()`. For "resume" a second optimizer is built halfway from
-    the first one's `state_dict` on copies of the parameters, as when a run restarts.
+    `variant` is one of `variants()`. For "groups" the second parameter group overrides
+    `second_group` (default: half the learning rate). For "resume" a second optimizer is built
+    halfway from the first one's `state_dict` on copies of the parameters, as when a run
+    restarts.
     """
     dtype = torch.float32 if variant in ("float32", "cuda") else torch.float64
     device = "cuda" if variant == "cuda" else "cpu"
@@ -115,8 +120,9 @@ def trajectory(
     params = [torch.nn.Parameter(p) for p in params]
 
     def build(ps: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-        if variant == "groups":  # every case sets lr explicitly, so halving it is well defined
-            groups = [{"params": [ps[0], ps[2]]}, {"params": [ps[1]], "lr": hyper["lr"] * 0.5}]
+        if variant == "groups":
+            overrides = second_group if second_group is not None else {"lr": hyper["lr"] * 0.5}
+            groups = [{"params": [ps[0], ps[2]]}, {"params": [ps[1]], **overrides}]
             return optimizer_class(groups, **hyper)
         return optimizer_class(ps, **hyper)
 
@@ -145,7 +151,12 @@ def _reference(name: str) -> type[torch.optim.Optimizer]:
 def _expected(key: str, case: int, variant: str) -> torch.Tensor:
     """The reference trajectory of one case, computed once per grading process."""
     reference, hyper = task(key).cases[case]
-    return trajectory(_reference(reference), hyper, variant)
+    return trajectory(_reference(reference), hyper, variant, second_group=_second(key, hyper))
+
+
+def _second(key: str, hyper: dict) -> dict | None:
+    rule = task(key).second_group
+    return rule(hyper) if rule is not None else None
 
 
 def _first_difference(actual: torch.Tensor, expected: torch.Tensor) -> str | None:
@@ -200,7 +211,9 @@ def record_optimizer(key: str, optimizer_class: Callable[..., torch.optim.Optimi
     for i, (_, hyper) in enumerate(task(key).cases):
         for variant in variants():
             try:
-                tensors[f"{i}/{variant}"] = trajectory(optimizer_class, hyper, variant)
+                tensors[f"{i}/{variant}"] = trajectory(
+                    optimizer_class, hyper, variant, second_group=_second(key, hyper)
+                )
             except Exception as e:  # the student's error, reported back to them
                 errors[f"{i}/{variant}"] = (
                     f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
