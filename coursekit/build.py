@@ -2,11 +2,15 @@
 
     coursekit build                          # everything -> build/
     coursekit build --only '*sgd*' --jobs 2  # a subset of the notebooks only, two at a time
+    coursekit build --no-pdf                 # no PDF handouts of the slides
 
 ``ROOT/notebooks/a/b.ipynb`` is executed (papermill) into ``OUT/notebooks/a/b.ipynb`` and, being
 a lecture, rendered from that executed copy into ``OUT/slides/a/b.slides.html``;
 ``ROOT/solutions/...`` is executed only. A failing notebook is reported with its cell and the
-build goes on with the rest. Then, in a course with an ``nbgrader_config.py``, the student
+build goes on with the rest. Each deck is then printed, one page per slide, to
+``OUT/slides/a/b.pdf`` by the system's headless Chromium (`coursekit.slides.pdf`); without
+Chromium the build says so in one line and goes on (``--pdf`` makes the handouts required,
+``--no-pdf`` skips them). Then, in a course with an ``nbgrader_config.py``, the student
 versions in ``ROOT/assignments/`` are generated from ``ROOT/solutions/`` and the sample
 submissions ``ROOT/samples/<assignment>/`` are graded into ``OUT/grades/<assignment>/``
 (``grades.csv`` and per-student feedback), exactly as ``coursekit grade`` does.
@@ -45,6 +49,7 @@ class NotebookResult:
     seconds: float
     error: str | None = None  # which cell failed and why, or what else went wrong
     deck: Path | None = None
+    pdf: Path | None = None  # the deck printed, one page per slide (print_handouts)
 
 
 def find_notebooks(root: Path, only: str | None = None) -> list[Path]:
@@ -182,6 +187,22 @@ def build(
     return sorted(results, key=lambda r: r.source)
 
 
+def print_handouts(results: Iterable[NotebookResult]) -> Iterator[NotebookResult]:
+    """Print every rendered deck of ``results`` to a PDF beside it; yield each result when done.
+
+    Sets ``result.pdf``, or ``result.error`` for a deck that did not print. Raises
+    :class:`coursekit.slides.browser.BrowserUnavailable`, before printing anything, where there
+    is no Chromium or no Playwright.
+    """
+    from .slides import pdf
+
+    with_decks = {r.deck.resolve(): r for r in results if r.deck is not None}
+    for handout in pdf.print_decks(with_decks):
+        result = with_decks[handout.deck]
+        result.pdf, result.error = handout.pdf, handout.error
+        yield result
+
+
 @dataclass
 class SampleGrades:
     """The bundled sample submissions of one assignment, graded (or why they were not)."""
@@ -271,4 +292,6 @@ def summary(results: Iterable[NotebookResult], out: Path) -> str:
     ]
     if any(r.deck for r in results):
         lines.append(f"  slides (open offline, or zip the folder): {out / 'slides'}")
+    if any(r.pdf for r in results):
+        lines.append(f"  PDF handouts, one page per slide: {out / 'slides'}/*.pdf")
     return "\n".join(lines)

@@ -20,6 +20,7 @@ import argparse
 import ast
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,13 @@ def _add_build(subparsers: argparse._SubParsersAction) -> None:
         "--no-slides", dest="slides", action="store_false", help="execute only, render no slides"
     )
     p.add_argument(
+        "--pdf",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="print each deck to slides/*.pdf with the system's Chromium (default: when "
+        "Chromium is there; --pdf: required, --no-pdf: never)",
+    )
+    p.add_argument(
         "--no-grading",
         dest="grading",
         action="store_false",
@@ -96,6 +104,18 @@ def _run_build(args: argparse.Namespace) -> int:
         )
         return 2
     out = args.out if args.out is not None else args.root / "build"
+    if args.pdf and not args.slides:
+        print("coursekit build: --pdf prints the slides: drop --no-slides", file=sys.stderr)
+        return 2
+    pdf = args.slides and args.pdf is not False
+    if args.pdf:  # asked for: say now, before the notebooks run, if it cannot be done
+        from .slides import browser
+
+        try:
+            browser.require()
+        except browser.BrowserUnavailable as exc:
+            print(f"coursekit build: --pdf: {exc}", file=sys.stderr)
+            return 2
     try:
         parameters = dict(_parse_param(p) for p in args.param)
         results = build.build(
@@ -117,12 +137,40 @@ def _run_build(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1 if args.only else 0
+    if pdf:
+        _print_handouts(results, required=bool(args.pdf))
     report = build.summary(results, out.resolve())
     failed = any(r.error for r in results)
     print(report, file=sys.stderr if failed else sys.stdout)
     if args.grading and args.only is None and (args.root / "nbgrader_config.py").is_file():
         failed |= _grade_samples(args.root, out, args.jobs)
     return 1 if failed else 0
+
+
+def _print_handouts(results: list, *, required: bool) -> None:
+    """The decks as PDFs, one line per deck; without Chromium one line says why there are none.
+
+    A deck that does not print is an error of its notebook's result (the build fails), and so
+    is a missing Chromium when ``--pdf`` asked for the handouts.
+    """
+    from . import build
+    from .slides import browser
+
+    start = time.perf_counter()
+    try:
+        for result in build.print_handouts(results):
+            seconds, start = time.perf_counter() - start, time.perf_counter()
+            if result.error is None:
+                print(f"pdf  {result.pdf.name}  {seconds:.1f} s")
+            else:
+                print(f"FAIL {result.deck.name}: {result.error}")
+    except browser.BrowserUnavailable as exc:
+        if required:
+            for result in results:
+                if result.deck is not None:
+                    result.error = f"no PDF handout: {exc}"
+        else:
+            print(f"coursekit build: no PDF handouts: {exc} (--no-pdf: skip them)", file=sys.stderr)
 
 
 def _grade_samples(root: Path, out: Path, jobs: int) -> bool:

@@ -143,6 +143,8 @@ def test_animation_html_is_self_contained() -> None:
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*https?://""", html, re.IGNORECASE)
     assert "http://" not in html and "https://" not in html
     assert 'class="fa' not in html  # no icon that needs the remote font
+    # ... and none that needs a local one: each button draws an SVG (tests/browser renders them)
+    assert html.count("<button") == html.count('<svg class="anim-icon"') == 9
     assert "race" in ax.get_title()
 
 

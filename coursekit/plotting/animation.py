@@ -86,20 +86,32 @@ def animate_trajectories(
 
 
 # Matplotlib's player draws its buttons with Font Awesome icons fetched from a CDN. Slides and
-# notebooks must play offline, so the stylesheet is dropped and each icon replaced by a glyph.
+# notebooks must play offline, and a text glyph is no substitute: the usual ones for these
+# buttons (U+23E9-U+23F8) are missing from common fonts such as DejaVu, which draw them as empty
+# boxes. So the stylesheet is dropped and each icon becomes an inline SVG (16 x 16 paths).
 _FONT_AWESOME_LINK = re.compile(r"<link[^>]*font-awesome[^>]*>", re.IGNORECASE)
 _ICON = re.compile(r'<i class="fa ([^"]*)"></i>')
-_GLYPHS = {
-    "fa-minus": "−",
-    "fa-plus": "+",
-    "fa-fast-backward": "⏮",
-    "fa-step-backward": "⏪",
-    "fa-play fa-flip-horizontal": "◀",
-    "fa-pause": "⏸",
-    "fa-play": "▶",
-    "fa-step-forward": "⏩",
-    "fa-fast-forward": "⏭",
+_ICON_PATHS = {
+    "fa-minus": "M2 7h12v2H2z",
+    "fa-plus": "M7 2h2v5h5v2H9v5H7V9H2V7h5z",
+    "fa-fast-backward": "M1 2h2v12H1zM9 2v12L3 8zM15 2v12L9 8z",
+    "fa-step-backward": "M2 2h3v12H2zM14 2v12L5 8z",
+    "fa-play fa-flip-horizontal": "M12 2v12L3 8z",
+    "fa-pause": "M3 2h4v12H3zM9 2h4v12H9z",
+    "fa-play": "M4 2v12l9-6z",
+    "fa-step-forward": "M2 2v12l9-6zM11 2h3v12h-3z",
+    "fa-fast-forward": "M1 2v12l6-6zM7 2v12l6-6zM13 2h2v12h-2z",
 }
+
+
+def _svg_icon(match: re.Match) -> str:
+    path = _ICON_PATHS.get(match.group(1))
+    if path is None:  # an icon a later matplotlib adds: better no icon than one from the network
+        return ""
+    return (
+        '<svg class="anim-icon" viewBox="0 0 16 16" width="1em" height="1em" fill="currentColor"'
+        f' aria-hidden="true"><path d="{path}"/></svg>'
+    )
 
 
 def animation_html(anim: FuncAnimation, close: bool = False) -> str:
@@ -117,4 +129,4 @@ def animation_html(anim: FuncAnimation, close: bool = False) -> str:
     if close:
         plt.close(anim._fig)  # FuncAnimation keeps its figure only in this attribute
     html = _FONT_AWESOME_LINK.sub("", html)
-    return _ICON.sub(lambda m: _GLYPHS.get(m.group(1), ""), html)
+    return _ICON.sub(_svg_icon, html)

@@ -15,6 +15,10 @@ from . import assets
 TEMPLATES = Path(__file__).parent / "templates"
 TEMPLATE = "coursekit_reveal"  # extends nbconvert's `reveal`; see templates/coursekit_reveal/
 THEME = "white"  # reveal.js themes such as "simple" (nbconvert's default) @import web fonts
+# The slide's size in CSS pixels: 16:9, the projectors' shape, and the size the course's figures
+# are drawn for (coursekit.plotting.style). reveal.js scales it to the window; nbconvert's
+# default is 960x700.
+WIDTH, HEIGHT = 1280, 720
 # Cell tags a lecture uses to keep code off its slides while keeping the figure it draws.
 # "check" marks a check cell: it asserts the numbers the prose states (coursekit.claims) and
 # runs wherever the notebook runs, but the audience never sees it.
@@ -43,6 +47,8 @@ def render_deck(executed: Path, deck: Path, asset_dir: Path, *, source_dir: Path
         extra_template_basedirs=[str(TEMPLATES)],
         template_name=TEMPLATE,
         reveal_theme=THEME,
+        reveal_width=str(WIDTH),
+        reveal_height=str(HEIGHT),
         reveal_url_prefix=f"{prefix}/{assets.REVEAL}",
         require_js_url=f"{prefix}/{assets.REQUIRE_JS}",
         jquery_url=f"{prefix}/{assets.JQUERY}",
