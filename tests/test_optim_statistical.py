@@ -250,3 +250,15 @@ def test_fused_equals_the_per_tensor_update():
         runs.append([p.detach() for p in model.parameters()])
     for a, b in zip(*runs):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_the_floor_is_absorbing():
+    """At B = b the weight b / B is 1: the averages hold the newest gradient alone, the variance
+    estimate is exactly 0 and B stays b, so the coordinate keeps the step 1/(2L) even when its
+    gradient later vanishes into the noise (the property the module docstring states)."""
+    signal = torch.full((20, 2), 3.0, dtype=F64)  # noise-free: B = b from the warm-up on
+    gen = torch.Generator().manual_seed(4)
+    noise_only = torch.randn(200, 2, generator=gen, dtype=F64)  # then mean 0, sd 1
+    lrs, state = _run_stream(torch.cat([signal, noise_only]), batch_size=4, smoothness=1.0)
+    assert torch.all(state["batch_estimate"] == 4)
+    assert torch.all(lrs[10:] == 0.5)  # 1/(2L) at every step after the warm-up

@@ -35,6 +35,13 @@ step is :math:`\lambda_\eta \lambda_b / b = 1/(2L)`, the one-dimensional optimum
 high-dimensional slide writes the first form alone; without the floor at :math:`b` the step
 grows without bound wherever :math:`\bar g^2 \gg \sigma^2` (lecture 5 shows it).
 
+The floor is absorbing, a property of these equations that the seed does not discuss: once
+:math:`B_t = b`, the next weight :math:`b / B_t` is 1, so the averages keep only the newest
+gradient, :math:`\sigma^2 = 0`, and :math:`B` stays at :math:`b`; from then on that coordinate
+takes constant steps of :math:`1/(2L)` (with the default constants), even if its gradient later
+shrinks into the noise. A coordinate whose estimated noise is low at the end of the warm-up
+starts there. (`tests/test_optim_statistical.py` shows it; lecture 5 discusses it.)
+
 Two readings of ours, where the seed's text is unreadable or silent: the warm-up value of
 :math:`B` (its OCR lost it) is taken as plain means of the first :math:`k` gradients with no
 step, and the warm-up length :math:`k` is the `warmup` argument.
