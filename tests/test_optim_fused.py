@@ -176,17 +176,19 @@ def test_fused_with_foreach_is_rejected(name):
         getattr(ck, name)([nn.Parameter(torch.zeros(2))], fused=True, foreach=True)
 
 
-def test_falls_back_with_a_warning_past_the_recompile_limit(monkeypatch):
+def test_falls_back_with_a_warning_past_the_recompile_limit():
     """A process that has compiled the loop for too many signatures still steps correctly."""
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
-    model = make_model(torch.float32)
-    train(model, ck.Adamax(groups(model), fused=True), range(1))  # at most one compile
-    odd = nn.Parameter(torch.ones(5, dtype=torch.float64))  # a signature never compiled
-    ref = nn.Parameter(torch.ones(5, dtype=torch.float64))
-    opt, ref_opt = ck.Adamax([odd], fused=True), torch.optim.Adamax([ref])
-    for p in (odd, ref):
-        p.grad = torch.linspace(-1, 1, 5, dtype=torch.float64)
-    with pytest.warns(UserWarning, match="fused=True: compilation failed"):
-        opt.step()
-    ref_opt.step()
+    # torch's own patcher: a monkeypatch restores the setting as a plain attribute, which the
+    # config module then hides from Dynamo for every later test in the process.
+    with torch._dynamo.config.patch(recompile_limit=1):
+        model = make_model(torch.float32)
+        train(model, ck.Adamax(groups(model), fused=True), range(1))  # at most one compile
+        odd = nn.Parameter(torch.ones(5, dtype=torch.float64))  # a signature never compiled
+        ref = nn.Parameter(torch.ones(5, dtype=torch.float64))
+        opt, ref_opt = ck.Adamax([odd], fused=True), torch.optim.Adamax([ref])
+        for p in (odd, ref):
+            p.grad = torch.linspace(-1, 1, 5, dtype=torch.float64)
+        with pytest.warns(UserWarning, match="fused=True: compilation failed"):
+            opt.step()
+        ref_opt.step()
     torch.testing.assert_close(odd, ref, **tolerance(torch.float64))

@@ -35,6 +35,14 @@ step is :math:`\lambda_\eta \lambda_b / b = 1/(2L)`, the one-dimensional optimum
 high-dimensional slide writes the first form alone; without the floor at :math:`b` the step
 grows without bound wherever :math:`\bar g^2 \gg \sigma^2` (lecture 5 shows it).
 
+Units, for a batch size b > 1: the averages are taken over the minibatch gradients the
+optimizer is given, so :math:`\sigma_t^2` estimates their variance :math:`\sigma^2 / b`, not
+the per-sample :math:`\sigma^2` of :math:`B^*`; with the defaults :math:`B_t` then estimates
+:math:`B^* / b` (these are the equations as specified for this package; the seed writes them for
+one sample). For the seed's per-sample reading pass ``lambda_b = 16 * b`` and
+``lambda_eta = 1 / (32 * L)``: the product :math:`\lambda_\eta \lambda_b = b / (2L)`, hence the
+step at the floor, is unchanged. Lecture 5 measures both.
+
 The floor is absorbing, a property of these equations that the seed does not discuss: once
 :math:`B_t = b`, the next weight :math:`b / B_t` is 1, so the averages keep only the newest
 gradient, :math:`\sigma^2 = 0`, and :math:`B` stays at :math:`b`; from then on that coordinate
