@@ -17,14 +17,19 @@ submission; ps2 has two more.
     ps3   ada    everything right                                           16 / 16
           ben    no eigenvector sign, population deviations in parts 3, 5    9.75 / 16
           cleo   a syntax error in hvp, which parts 2 and 3 call too          6 / 16
+    ps4   ada    everything right                                           13 / 13
+          ben    no sqrt(B) in the noise, a late warm-up, b from defaults     8.25 / 13
+          cleo   stationary_variance and StatisticalSGD handed to the library 5 / 13
     ps5   ada    everything right                                           16 / 16
           ben    one data order for all workers, beta* of the mean mode     11.25 / 16
           cleo   two answer cells turned into markdown, a test cell edited   5 / 16 and notes
 
-`SAMPLES` says what each ps1, ps3 and ps5 submission is built to earn: for every test cell
-that does not pass all its cases, how many it passes. `built_to_earn` turns that into a score
-with the points of the assignment's source notebook (a part's points are split evenly over its
-cases); tests/test_ps{1,3,5}.py grade the samples in the sandbox and compare.
+`SAMPLES` says what each ps1, ps3, ps4 and ps5 submission is built to earn: for every test
+cell that does not pass all its checks, how many it passes (a function's checks are its cases;
+an optimizer's are its cases, each in every variant of `coursekit.grading.optimizers.variants`).
+`built_to_earn` turns that into a score with the points of the assignment's source notebook (a
+part's points are split evenly over its checks); tests/test_ps{1,3,4,5}.py grade the samples in
+the sandbox and compare.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from pathlib import Path
 
 import nbformat
 
+from coursekit.grading import optimizers
 from coursekit.grading.submissions import solved, with_answer
 
 HERE = Path(__file__).resolve().parent
@@ -47,8 +53,9 @@ class Sample:
 
     Attributes:
         about: what the student did, in a few words.
-        passes: test cell grade id -> how many of its cases pass, for every test cell that does
-            not pass all of them; None when nothing can be graded (the file is no notebook).
+        passes: test cell grade id -> how many of its checks pass (cases of a function; cases
+            times variants of an optimizer), for every test cell that does not pass all of
+            them; None when nothing can be graded (the file is no notebook).
         notes: phrases the grading notes of this submission (grades.csv) must contain.
     """
 
@@ -232,6 +239,69 @@ def ps3(out: Path) -> None:
     write("cleo", with_answer(good, "hvp_solution", hvp))
 
 
+# --- ps4 --------------------------------------------------------------------------------------
+
+# The noise of one sample where a minibatch's belongs (sigma, not sigma / sqrt(B)): right only
+# where B = 1, 1 of 4 cases.
+PS4_SIMULATE_NO_SQRT_B = """\
+def simulate_sgd(lr, batch_size, curvature, noise, start, chains, steps, seed):
+    gen = torch.Generator().manual_seed(seed)
+    theta = torch.full((chains,), float(start), dtype=F64)
+    for _ in range(steps):
+        eps = torch.randn(chains, generator=gen, dtype=F64)
+        theta = theta - lr * (curvature * theta + noise * eps)
+    return theta
+"""
+# Counts the warm-up from 1 (the first step already above the base rate): right where there is
+# no warm-up or nothing to scale, 2 of 4 cases.
+PS4_SCHEDULE_LATE = """\
+def linear_scaling_schedule(base_lr, batch_size, base_batch_size, warmup_steps, steps):
+    k = batch_size / base_batch_size
+    rates = []
+    for t in range(steps):
+        factor = 1 + (k - 1) * (t + 1) / warmup_steps if t < warmup_steps else k
+        rates.append(base_lr * factor)
+    return torch.tensor(rates, dtype=F64)
+"""
+# Hands parts 1a and 3 to the library, which is hidden while grading: 0 points for both.
+PS4_VARIANCE_FROM_LIBRARY = """\
+from coursekit.sgd_theory import NoisyQuadratic
+from coursekit.sgd_theory import stationary_variance as _library
+
+
+def stationary_variance(lr, batch_size, curvature, noise):
+    return _library(lr, batch_size, NoisyQuadratic(curvature=curvature, noise=noise))
+"""
+PS4_STATISTICAL_FROM_LIBRARY = """\
+from coursekit.optim import StatisticalSGD  # why write it again?
+"""
+
+
+def _replaced(text: str, old: str, new: str) -> str:
+    """`text` with `old` replaced by `new` once; `old` must occur (the solution may change)."""
+    if old not in text:
+        raise ValueError(f"not in the solution any more: {old!r}")
+    return text.replace(old, new, 1)
+
+
+def ps4(out: Path) -> None:
+    source, release = _read("ps4")
+    good = solved(source, release)
+    write = _writer(out, "ps4")
+    write("ada", good)
+    ben = with_answer(good, "simulate_sgd_solution", PS4_SIMULATE_NO_SQRT_B)
+    ben = with_answer(ben, "linear_scaling_schedule_solution", PS4_SCHEDULE_LATE)
+    # b from __init__'s defaults instead of the group: right with one group, wrong with two.
+    defaults_b = _replaced(
+        _cell_source(good, "statistical_sgd_solution"),
+        'b, k = group["batch_size"], group["warmup"]',
+        'b, k = self.defaults["batch_size"], group["warmup"]',
+    )
+    write("ben", with_answer(ben, "statistical_sgd_solution", defaults_b))
+    cleo = with_answer(good, "stationary_variance_solution", PS4_VARIANCE_FROM_LIBRARY)
+    write("cleo", with_answer(cleo, "statistical_sgd_solution", PS4_STATISTICAL_FROM_LIBRARY))
+
+
 # --- ps5 --------------------------------------------------------------------------------------
 
 # Every worker draws the same minibatches (seed instead of seed + r): right only for one
@@ -302,9 +372,9 @@ def ps5(out: Path) -> None:
     write("cleo", cleo)
 
 
-WRITERS = {"ps1": ps1, "ps2": ps2, "ps3": ps3, "ps5": ps5}
+WRITERS = {"ps1": ps1, "ps2": ps2, "ps3": ps3, "ps4": ps4, "ps5": ps5}
 
-# What the ps1, ps3 and ps5 samples earn (ps2's are checked in tests/test_grading_end_to_end.py).
+# What the ps1, ps3, ps4 and ps5 samples earn (ps2's are checked in tests/test_grading_end_to_end.py).
 SAMPLES: dict[str, dict[str, Sample]] = {
     "ps1": {
         "ada": Sample("everything right"),
@@ -327,6 +397,22 @@ SAMPLES: dict[str, dict[str, Sample]] = {
         "cleo": Sample(
             "a syntax error in hvp, which power_iteration and hutchinson call",
             {"test_hvp": 0, "test_power_iteration": 0, "test_hutchinson": 0},
+        ),
+    },
+    "ps4": {
+        "ada": Sample("everything right"),
+        "ben": Sample(
+            "no sqrt(B) in the minibatch noise, a warm-up one step late, b read from defaults",
+            {
+                "test_simulate_sgd": 1,
+                "test_linear_scaling_schedule": 2,
+                # every variant but "two param groups", in each of the 3 cases
+                "test_statistical_sgd": 3 * (len(optimizers.variants()) - 1),
+            },
+        ),
+        "cleo": Sample(
+            "stationary_variance and StatisticalSGD handed to the library, hidden while grading",
+            {"test_stationary_variance": 0, "test_statistical_sgd": 0},
         ),
     },
     "ps5": {
@@ -356,11 +442,12 @@ SAMPLES: dict[str, dict[str, Sample]] = {
 def built_to_earn(assignment: str, student: str) -> tuple[float, float]:
     """(score, max score) that `SAMPLES[assignment][student]` is built to earn.
 
-    Each test cell's points come from the assignment's source notebook, its number of cases from
-    its task (`coursekit.grading.registry`); a cell passing k of n cases earns
+    Each test cell's points come from the assignment's source notebook, its number of checks
+    from its task (`coursekit.grading.registry`): a function task's cases, or an optimizer
+    task's cases times `optimizers.variants()`. A cell passing k of n checks earns
     ``round(points * k / n, 2)``, as the grader splits a part's points.
     """
-    from coursekit.grading import functions
+    from coursekit.grading import registry
     from coursekit.grading.score import expected_records, is_test
 
     source, _ = _read(assignment)
@@ -374,7 +461,11 @@ def built_to_earn(assignment: str, student: str) -> tuple[float, float]:
         if sample.passes is None:
             continue
         ((_, key),) = expected_records(cell.source)
-        cases = len(functions.task(key).cases())
+        task = registry.task(key)
+        if isinstance(task, optimizers.OptimizerTask):
+            cases = len(task.cases) * len(optimizers.variants())
+        else:
+            cases = len(task.cases())
         passed = sample.passes.get(cell.metadata.nbgrader["grade_id"], cases)
         score += round(points * passed / cases, 2)
     return round(score, 2), total
