@@ -25,3 +25,17 @@ def _new_axes(ax: Axes | None) -> Axes:
     if ax is None:
         _, ax = plt.subplots()
     return ax
+
+
+def _mark_start(ax: Axes, path: np.ndarray, color) -> None:
+    """A hollow circle in the path's colour where it started."""
+    ax.plot(
+        path[0, 0],
+        path[0, 1],
+        marker="o",
+        markersize=11,
+        markerfacecolor="none",
+        markeredgewidth=2,
+        color=color,
+        zorder=7,
+    )

@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.animation import FuncAnimation
 
 from ..landscapes.surfaces import Surface
-from ._base import _ArrayLike
+from ._base import _ArrayLike, _mark_start
 from .surfaces import _as_paths, _draw_contours
 
 __all__ = ["animate_trajectories", "animation_html"]
@@ -55,16 +55,7 @@ def animate_trajectories(
     lines = []
     for name, path in paths.items():
         (line,) = ax.plot([], [], marker="o", markersize=3, linewidth=1.6, label=name, zorder=6)
-        ax.plot(
-            path[0, 0],
-            path[0, 1],
-            marker="o",
-            markersize=11,
-            markerfacecolor="none",
-            markeredgewidth=2,
-            color=line.get_color(),
-            zorder=7,
-        )
+        _mark_start(ax, path, line.get_color())
         lines.append((line, path))
     heading = surface.name if title is None else title
     ax.legend(loc="best")

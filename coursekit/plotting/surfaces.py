@@ -9,7 +9,7 @@ import torch
 from matplotlib.axes import Axes
 
 from ..landscapes.surfaces import Surface
-from ._base import _CONTOUR_CMAP, _ArrayLike, _new_axes, _to_numpy
+from ._base import _CONTOUR_CMAP, _ArrayLike, _mark_start, _new_axes, _to_numpy
 
 __all__ = ["plot_surface_contours", "plot_trajectories"]
 
@@ -128,17 +128,7 @@ def plot_trajectories(
         (line,) = ax.plot(
             path[:, 0], path[:, 1], marker="o", markersize=3, linewidth=1.6, label=name, zorder=6
         )
-        # A hollow circle in the path's colour marks where it started.
-        ax.plot(
-            path[0, 0],
-            path[0, 1],
-            marker="o",
-            markersize=11,
-            markerfacecolor="none",
-            markeredgewidth=2,
-            color=line.get_color(),
-            zorder=7,
-        )
+        _mark_start(ax, path, line.get_color())
     ax.set_title(surface.name if title is None else title)
     ax.legend(loc="best")
     return ax
