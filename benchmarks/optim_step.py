@@ -102,28 +102,40 @@ def copy_ms(args: argparse.Namespace) -> float:
     return 1e3 * min(timed(lambda: dst.copy_(src), args.device)[0] for _ in range(3 * args.rounds))
 
 
-def bench(name: str, args: argparse.Namespace) -> tuple[dict[str, float], float]:
-    """Minimum ms per step of each variant, and the seconds coursekit's fused step compiled."""
-    runs, compile_s = {}, float("nan")
-    for label, make in variants(name, OPTIMIZERS[name]).items():
+def time_steps(makers: dict, args: argparse.Namespace) -> tuple[dict[str, float], dict]:
+    """Minimum ms per step of each optimizer ``makers[label](params)``, stepped in interleaved
+    rounds after `args.warmup` first steps, and those first steps' seconds by label."""
+    runs, first = {}, {}
+    for label, make in makers.items():
         opt = make(make_params(int(args.params), args.tensors, args.device))
-        first = [timed(opt.step, args.device)[0] for _ in range(args.warmup)]
-        if label == "coursekit fused":  # SGD with momentum compiles at its second step
-            compile_s = max(first) - min(first)
+        first[label] = [timed(opt.step, args.device)[0] for _ in range(args.warmup)]
         runs[label] = (opt, [])
     for _ in range(args.rounds):
         for opt, times in runs.values():
             times.append(timed(opt.step, args.device)[0])
-    return {label: 1e3 * min(times) for label, (_, times) in runs.items()}, compile_s
+    return {label: 1e3 * min(times) for label, (_, times) in runs.items()}, first
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def bench(name: str, args: argparse.Namespace) -> tuple[dict[str, float], float]:
+    """Minimum ms per step of each variant, and the seconds coursekit's fused step compiled."""
+    ms, first = time_steps(variants(name, OPTIMIZERS[name]), args)
+    fused = first["coursekit fused"]  # SGD with momentum compiles at its second step
+    return ms, max(fused) - min(fused)
+
+
+def step_arguments(description: str) -> argparse.ArgumentParser:
+    """The arguments every step benchmark takes: device, problem size, rounds."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--params", type=float, default=13.4e6, help="total parameter count")
     parser.add_argument("--tensors", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3)
+    return parser
+
+
+def main() -> None:
+    parser = step_arguments(__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", default=list(OPTIMIZERS))
     parser.add_argument(
         "--warm-cache",

@@ -14,14 +14,12 @@ CPU. Interleaved rounds, minimum ms per step; ratios to torch's Adam foreach ste
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 
 import coursekit.optim as ck
 
-from _common import machine, timed
-from optim_step import make_params
+from _common import machine
+from optim_step import step_arguments, time_steps
 
 STATISTICAL = dict(batch_size=32, smoothness=1.0, warmup=1)
 
@@ -40,24 +38,8 @@ def variants() -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--params", type=float, default=13.4e6, help="total parameter count")
-    parser.add_argument("--tensors", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--warmup", type=int, default=3)
-    args = parser.parse_args()
-
-    runs = {}
-    for label, make in variants().items():
-        optimizer = make(make_params(int(args.params), args.tensors, args.device))
-        for _ in range(args.warmup):  # state created, fused step compiled
-            timed(optimizer.step, args.device)
-        runs[label] = (optimizer, [])
-    for _ in range(args.rounds):
-        for optimizer, times in runs.values():
-            times.append(timed(optimizer.step, args.device)[0])
-    ms = {label: 1e3 * min(times) for label, (_, times) in runs.items()}
+    args = step_arguments(__doc__.splitlines()[0]).parse_args()
+    ms, _ = time_steps(variants(), args)  # the first steps create state and compile
     n = max(1, int(args.params) // args.tensors) * args.tensors
     print(
         f"machine: {machine(args.device)}; device: {args.device}; {n:,} parameters in "
