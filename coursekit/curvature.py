@@ -42,7 +42,7 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +57,7 @@ __all__ = [
     "hutchinson_trace",
     "hvp",
     "index",
+    "loss_hvp",
     "newton_critical_point",
     "smallest_eigenvalues",
     "spectral_density",
@@ -110,7 +111,7 @@ def _flatten(tensors: list[Tensor] | tuple[Tensor, ...]) -> Tensor:
     return torch.cat([t.reshape(-1) for t in tensors])
 
 
-def _unflatten(flat: Tensor, params: list[nn.Parameter]) -> list[Tensor]:
+def _unflatten(flat: Tensor, params: Sequence[Tensor]) -> list[Tensor]:
     chunks = flat.split([p.numel() for p in params])
     return [c.view_as(p) for c, p in zip(chunks, params)]
 
@@ -138,7 +139,19 @@ def _grad(outputs: Tensor, params: list[nn.Parameter], **kwargs) -> tuple[Tensor
 
 
 def _hvp_operator(model: nn.Module, loss_fn: LossFn) -> tuple[_Operator, int]:
-    """``(apply, n)``: ``apply(v)`` is :math:`Hv` at the current parameters.
+    """``(apply, n)``: ``apply(v)`` is :math:`Hv` at the current parameters (see `loss_hvp`)."""
+    params = _trainable(model)
+    with torch.enable_grad():
+        _, apply = loss_hvp(_loss(model, loss_fn), params)
+    return apply, sum(p.numel() for p in params)
+
+
+def loss_hvp(loss: Tensor, params: Sequence[Tensor]) -> tuple[Tensor, _Operator]:
+    r"""The flat gradient :math:`g = \nabla L` of a computed loss, and :math:`v \mapsto Hv`.
+
+    For code that holds a loss rather than a model (an optimizer's closure): ``loss`` must
+    still have its graph (no ``backward()`` called on it) and depend on ``params``. Vectors are
+    flat over ``params`` in their order.
 
     Double backward, with the graph of the gradient built once and kept: every product is then
     one backward pass through that graph. The alternatives, ``torch.func.jvp`` over
@@ -146,12 +159,12 @@ def _hvp_operator(model: nn.Module, loss_fn: LossFn) -> tuple[_Operator, int]:
     the same numbers but rerun the forward and backward pass on every call, and are slower
     (``benchmarks/curvature.py --products``; figures in ``benchmarks/RESULTS.md``).
     Keeping the graph also means dropout masks or batch-norm statistics are the same for every
-    product, so the operator is one symmetric matrix, which Lanczos and power iteration assume.
+    product, so the operator is one symmetric matrix, which Lanczos, power iteration and the
+    conjugate gradient method assume.
     """
-    params = _trainable(model)
-    n = sum(p.numel() for p in params)
+    params = list(params)
     with torch.enable_grad():
-        grads = _grad(_loss(model, loss_fn), params, create_graph=True)
+        grads = _grad(loss.reshape(()), params, create_graph=True)
 
     def apply(v: Tensor) -> Tensor:
         v = v.to(device=params[0].device, dtype=params[0].dtype)
@@ -159,7 +172,7 @@ def _hvp_operator(model: nn.Module, loss_fn: LossFn) -> tuple[_Operator, int]:
             dot = sum((g * u).sum() for g, u in zip(grads, _unflatten(v, params)))
             return _flatten(_grad(dot, params, retain_graph=True))
 
-    return apply, n
+    return _flatten([g.detach() for g in grads]), apply
 
 
 def _check_vector(v: Tensor, n: int, name: str) -> None:

@@ -1,5 +1,5 @@
 r"""The small networks of the lectures, as `nn.Module`\ s: a linear unit, the 1-1-1 net,
-deep linear nets, plain feed-forward nets, and ReLU nets written as sums over paths (seed 000).
+deep linear nets, plain feed-forward nets, a small CNN, and ReLU nets written as sums over paths (seed 000).
 
 Randomness: every model with random weights takes an optional `generator`. With one, the
 initial weights depend on that generator alone (`torch.Generator().manual_seed(k)` gives model
@@ -29,6 +29,7 @@ __all__ = [
     "MLP",
     "OneOneOneNet",
     "ParameterVector",
+    "SmallCNN",
     "relu_path_sum",
 ]
 
@@ -238,6 +239,83 @@ class MLP(nn.Module):
         return [m for m in self.net if isinstance(m, nn.Linear)]
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+def _conv(c_in: int, c_out: int, bias: bool, generator: torch.Generator | None) -> nn.Conv2d:
+    r"""A 3x3 convolution (padding 1) drawn as nn.Conv2d draws it, from `generator` if given.
+
+    nn.Conv2d's default, Kaiming-uniform with a = sqrt(5), is uniform in
+    :math:`\pm 1/\sqrt{\text{fan\_in}}` for weights and biases, as nn.Linear's is.
+    """
+    if generator is None:
+        return nn.Conv2d(c_in, c_out, 3, padding=1, bias=bias)
+    conv = skip_init(nn.Conv2d, c_in, c_out, 3, padding=1, bias=bias)
+    bound = 1.0 / math.sqrt(c_in * 9)
+    with torch.no_grad():
+        nn.init.uniform_(conv.weight, -bound, bound, generator=generator)
+        if conv.bias is not None:
+            nn.init.uniform_(conv.bias, -bound, bound, generator=generator)
+    return conv
+
+
+class SmallCNN(nn.Module):
+    """A two-block convolutional net for small square images: digits as 1x8x8.
+
+    Each block is a 3x3 convolution (padding 1), optionally batch normalisation, a ReLU and 2x2
+    max pooling; a linear layer maps the pooled features to the classes. An 8x8 image becomes
+    4x4, then 2x2. With ``batch_norm`` the convolutions drop their biases, which batch
+    normalisation's shift replaces (a bias before it changes nothing and would add flat
+    directions to the loss).
+
+    Args:
+        channels: the two blocks' output channels (default (8, 16)).
+        classes: outputs (default 10).
+        batch_norm: add ``nn.BatchNorm2d`` after each convolution (default False).
+        image_size: the images' side (default 8; must be divisible by 4).
+        in_channels: the images' channels (default 1).
+        generator: draws the initial weights (default: torch's global generator).
+
+    Shapes: ``(N, in_channels, s, s)``, or ``(N, in_channels * s * s)`` as the data sets store
+    images (reshaped here), to ``(N, classes)``.
+    """
+
+    def __init__(
+        self,
+        channels: Sequence[int] = (8, 16),
+        classes: int = 10,
+        batch_norm: bool = False,
+        *,
+        image_size: int = 8,
+        in_channels: int = 1,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        channels = [int(c) for c in channels]
+        if len(channels) != 2 or min(channels) < 1:
+            raise ValueError(f"Invalid channels: {channels!r} (must be two sizes, each >= 1)")
+        if classes < 1:
+            raise ValueError(f"Invalid classes: {classes} (must be >= 1)")
+        if image_size < 4 or image_size % 4:
+            raise ValueError(f"Invalid image_size: {image_size} (must be a multiple of 4)")
+        if in_channels < 1:
+            raise ValueError(f"Invalid in_channels: {in_channels} (must be >= 1)")
+        self.image_size, self.in_channels = image_size, in_channels
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip([in_channels, *channels[:-1]], channels):
+            layers.append(_conv(c_in, c_out, not batch_norm, generator))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(c_out))
+            layers += [nn.ReLU(), nn.MaxPool2d(2)]
+        layers += [
+            nn.Flatten(),
+            _linear(channels[-1] * (image_size // 4) ** 2, classes, True, generator),
+        ]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 2:
+            x = x.view(len(x), self.in_channels, self.image_size, self.image_size)
         return self.net(x)
 
 

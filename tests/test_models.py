@@ -8,8 +8,9 @@ from torch import nn
 from torch.autograd.functional import hessian
 from torch.func import functional_call
 
+from coursekit.data import digits
 from coursekit.landscapes import one_one_one_net
-from coursekit.models import MLP, DeepLinear, LinearUnit, OneOneOneNet, relu_path_sum
+from coursekit.models import MLP, DeepLinear, LinearUnit, OneOneOneNet, SmallCNN, relu_path_sum
 
 F64 = torch.float64
 
@@ -138,3 +139,57 @@ def test_one_one_one_net_loss_is_the_landscape_surface_with_a_saddle_at_zero():
     origin = OneOneOneNet(0.0, 0.0)
     ((1 - origin(x)) ** 2).sum().backward()
     assert origin.w1.grad.item() == 0.0 and origin.w2.grad.item() == 0.0
+
+
+def test_small_cnn_is_two_conv_blocks_written_out():
+    """SmallCNN's output equals conv-relu-pool twice and a linear layer, applied by hand with
+    torch.nn.functional to its own weights; flat (N, 64) inputs are 1x8x8 images."""
+    net = SmallCNN(generator=torch.Generator().manual_seed(0)).double()
+    x = torch.randn(6, 64, dtype=F64)
+    conv1, conv2, linear = (m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    h = x.view(6, 1, 8, 8)
+    for conv in (conv1, conv2):
+        h = nn.functional.max_pool2d(
+            torch.relu(nn.functional.conv2d(h, conv.weight, conv.bias, padding=1)), 2
+        )
+    expected = nn.functional.linear(h.flatten(1), linear.weight, linear.bias)
+    torch.testing.assert_close(net(x), expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(net(x.view(6, 1, 8, 8)), expected, rtol=1e-12, atol=1e-12)
+    for conv in (conv1, conv2):  # nn.Conv2d's default range, +-1/sqrt(fan_in)
+        bound = 1 / math.sqrt(conv.in_channels * 9)
+        assert conv.weight.abs().max() <= bound < 1.2 * conv.weight.abs().max()
+
+
+def test_small_cnn_generators_batch_norm_and_bad_arguments():
+    state = torch.get_rng_state()
+    a, b = (SmallCNN(generator=torch.Generator().manual_seed(3)) for _ in range(2))
+    assert torch.equal(torch.get_rng_state(), state)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    bn = SmallCNN(channels=(4, 6), classes=3, batch_norm=True, image_size=12)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in bn.modules()) == 2
+    assert all(m.bias is None for m in bn.modules() if isinstance(m, nn.Conv2d))
+    assert bn(torch.randn(5, 144)).shape == (5, 3)
+    for kwargs, name in [
+        (dict(channels=(4,)), "channels"),
+        (dict(classes=0), "classes"),
+        (dict(image_size=10), "image_size"),
+        (dict(in_channels=0), "in_channels"),
+    ]:
+        with pytest.raises(ValueError, match=f"Invalid {name}"):
+            SmallCNN(**kwargs)
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_small_cnn_learns_digits(batch_norm):
+    """Trained with Adam for 150 full-batch steps, it classifies held-out digits (> 85 %)."""
+    torch.manual_seed(0)
+    data = digits()
+    net = SmallCNN(batch_norm=batch_norm)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(150):
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(data.x_train), data.y_train).backward()
+        opt.step()
+    net.eval()
+    accuracy = (net(data.x_test).argmax(1) == data.y_test).float().mean().item()
+    assert accuracy > 0.85

@@ -1,4 +1,4 @@
-r"""Second-order methods on Hessian-vector products: the conjugate gradient method first.
+r"""The conjugate gradient method, on torch tensors.
 
 Lecture 6 (seeds 001, 003). Newton's step solves :math:`H d = -g`; for a network :math:`H` is
 never formed, only products :math:`Hv` (`coursekit.curvature.hvp`), and the linear system is
