@@ -55,6 +55,8 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import Tensor
 
+from coursekit._checks import count as _check_count
+from coursekit._checks import positive as _check_positive
 from coursekit.models import MLP
 
 __all__ = [
@@ -83,16 +85,6 @@ __all__ = [
 LOSSES = ("cross_entropy", "mse")
 
 _ACTIVATIONS = ("linear", "tanh", "sigmoid", "relu", "softplus")
-
-
-def _check_positive(name: str, value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"Invalid {name}: {value!r} (must be > 0)")
-
-
-def _check_count(name: str, value: int, low: int = 0) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"Invalid {name}: {value!r} (must be an int >= {low})")
 
 
 def _check_loss(loss: str) -> None:
@@ -445,7 +437,7 @@ def penalty_training(
     """
     _check_positive("rho", rho)
     _check_positive("rho_growth", rho_growth)
-    _check_count("outer_steps", outer_steps)
+    _check_count("outer_steps", outer_steps, 0)
     layers = list(layers)
     history = History()
     zs = forward(layers, x)
@@ -534,7 +526,7 @@ def _batches(n: int, batch_size: int, steps: int, seed: int):
 
 
 def _check_training(steps: int, batch_size: int, n: int, every: int) -> None:
-    _check_count("steps", steps)
+    _check_count("steps", steps, 0)
     _check_count("every", every, 1)
     if not 1 <= batch_size <= n:
         raise ValueError(f"Invalid batch_size: {batch_size!r} (must be in [1, {n}])")

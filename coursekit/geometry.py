@@ -64,6 +64,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from coursekit._checks import count as _check_count
+from coursekit._checks import positive as _check_positive
+
 from .data import Split
 from .ensembles import minibatches
 from .landscapes import Quadratic, Surface
@@ -87,16 +90,6 @@ __all__ = [
 ]
 
 MakeOptimizer = Callable[[Iterable[nn.Parameter]], Optimizer]
-
-
-def _check_count(name: str, value: int, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"Invalid {name}: {value!r} (must be an int >= {minimum})")
-
-
-def _check_positive(name: str, value: float) -> None:
-    if not value > 0 or not math.isfinite(value):
-        raise ValueError(f"Invalid {name}: {value!r} (must be a finite number > 0)")
 
 
 def _check_square(name: str, matrix: Tensor) -> None:

@@ -64,6 +64,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from coursekit._checks import count as _check_count
+from coursekit._checks import positive as _check_positive
+
 from .data import two_blobs
 from .landscapes.surfaces import Quadratic, _check_matrix
 
@@ -106,16 +109,6 @@ def _check_targets(x: Tensor, y: Tensor) -> None:
     if not isinstance(y, Tensor) or y.shape != (len(x),):
         shape = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
         raise ValueError(f"Invalid y: {shape} (must be a tensor of shape ({len(x)},))")
-
-
-def _check_positive(name: str, value: float) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-        raise ValueError(f"Invalid {name}: {value!r} (must be a finite number > 0)")
-
-
-def _check_steps(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"Invalid {name}: {value!r} (must be an int >= 0)")
 
 
 # --- The Hessian and its spectrum -----------------------------------------------------------
@@ -298,7 +291,7 @@ def gradient_descent(loss: Quadratic, lr: float, steps: int, start: Tensor | Non
     recorded as it goes (large values, then ``inf`` and ``nan``).
     """
     _check_positive("lr", lr)
-    _check_steps("steps", steps)
+    _check_count("steps", steps, 0)
     theta = _start(loss.c, start)
     path = [theta]
     for _ in range(steps):
@@ -315,7 +308,7 @@ def steepest_descent(loss: Quadratic, steps: int, start: Tensor | None = None) -
     :math:`\alpha_k` makes the directional derivative vanish), which makes the path zig-zag
     in a narrow valley. Returns ``(steps + 1, d)``; a zero gradient stops the path where it is.
     """
-    _check_steps("steps", steps)
+    _check_count("steps", steps, 0)
     theta = _start(loss.c, start)
     path = [theta]
     for _ in range(steps):
@@ -344,7 +337,7 @@ def iterations_to_tolerance(
     _check_positive("lr", lr)
     if not (isinstance(tol, int | float) and 0 < tol < 1):
         raise ValueError(f"Invalid tol: {tol!r} (must be in (0, 1))")
-    _check_steps("max_steps", max_steps)
+    _check_count("max_steps", max_steps, 0)
     theta = _start(loss.c, start)
     initial = loss.excess(theta).item()
     if initial == 0:
@@ -405,7 +398,7 @@ def stochastic_gradient_descent(
     design = design_matrix(x, bias)
     _check_targets(x, y)
     _check_positive("lr", lr)
-    _check_steps("epochs", epochs)
+    _check_count("epochs", epochs, 0)
     y = y.to(design.dtype)
     theta = _start(design[0], start)
     generator = torch.Generator().manual_seed(seed)

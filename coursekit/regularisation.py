@@ -45,6 +45,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from coursekit._checks import count as _check_count
+from coursekit._checks import nonnegative as _check_nonnegative
+from coursekit._checks import positive as _check_positive
+
 __all__ = [
     "RegressionSplits",
     "adam_weight_decay_run",
@@ -67,21 +71,6 @@ __all__ = [
 ]
 
 F64 = torch.float64
-
-
-def _check_positive(name: str, value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"Invalid {name}: {value!r} (must be > 0)")
-
-
-def _check_nonnegative(name: str, value: float) -> None:
-    if not value >= 0:
-        raise ValueError(f"Invalid {name}: {value!r} (must be >= 0)")
-
-
-def _check_count(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"Invalid {name}: {value!r} (must be an int >= 0)")
 
 
 def _check_probability(p: float) -> None:
@@ -170,7 +159,7 @@ def l1_objective(w: Tensor, hessian: Tensor, w_star: Tensor, alpha: float) -> Te
 def _start(w_star: Tensor, lr: float, steps: int, w0: Tensor | None) -> Tensor:
     """Check the step arguments; the starting point (a copy of `w0`, or zero)."""
     _check_positive("lr", lr)
-    _check_count("steps", steps)
+    _check_count("steps", steps, 0)
     return torch.zeros_like(w_star) if w0 is None else w0.clone()
 
 
@@ -249,7 +238,7 @@ def early_stopping_filter(eigenvalues: Tensor, lr: float, steps: int) -> Tensor:
     is between ridge's and twice ridge's, for every eigenvalue.
     """
     _check_positive("lr", lr)
-    _check_count("steps", steps)
+    _check_count("steps", steps, 0)
     return 1 - (1 - lr * eigenvalues) ** steps
 
 
@@ -479,7 +468,7 @@ def adam_weight_decay_run(
     """
     _check_positive("lr", lr)
     _check_nonnegative("weight_decay", weight_decay)
-    _check_count("steps", steps)
+    _check_count("steps", steps, 0)
     w = torch.nn.Parameter(torch.ones_like(grad_scales, dtype=F64))
     scales = grad_scales.to(F64)
     kind = torch.optim.AdamW if decoupled else torch.optim.Adam

@@ -58,6 +58,9 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 from torch.optim.lr_scheduler import LambdaLR
 
+from coursekit._checks import count as _check_count
+from coursekit._checks import positive as _check_positive
+
 from .ensembles import Ensemble, evaluate, minibatches
 from .landscapes import Quadratic, trajectory
 from .models import MLP
@@ -91,16 +94,6 @@ LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
 # --- Validation -----------------------------------------------------------------------------
-
-
-def _check_positive(name: str, value: float) -> None:
-    if isinstance(value, bool) or not (isinstance(value, int | float) and 0 < value < math.inf):
-        raise ValueError(f"Invalid {name}: {value!r} (must be a finite number > 0)")
-
-
-def _check_count(name: str, value: int, least: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"Invalid {name}: {value!r} (must be an int >= {least})")
 
 
 def _check_counts(name: str, values: Sequence[int]) -> list[int]:

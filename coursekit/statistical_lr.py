@@ -60,6 +60,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from coursekit._checks import count as _check_count
+from coursekit._checks import positive as _check_positive
+
 from .curvature import top_eigenvalues
 from .data import Split
 from .ensembles import minibatches
@@ -85,16 +88,6 @@ __all__ = [
 
 F64 = torch.float64
 MakeOptimizer = Callable[[Iterable[nn.Parameter]], Optimizer]
-
-
-def _check_positive(name: str, value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"Invalid {name}: {value!r} (must be > 0)")
-
-
-def _check_count(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"Invalid {name}: {value!r} (must be an int >= 1)")
 
 
 # --- The one-dimensional derivation (seed 002) ---------------------------------------------
