@@ -23,12 +23,15 @@ submission; ps2 has two more.
     ps5   ada    everything right                                           16 / 16
           ben    one data order for all workers, beta* of the mean mode     11.25 / 16
           cleo   two answer cells turned into markdown, a test cell edited   5 / 16 and notes
+    ps6   ada    everything right                                           14 / 14
+          ben    spectral norm, column-major P, the first rate not the best  7.25 / 14
+          cleo   preconditioner and end_to_end_step handed to the library     8 / 14
 
-`SAMPLES` says what each ps1, ps3, ps4 and ps5 submission is built to earn: for every test
+`SAMPLES` says what each ps1, ps3, ps4, ps5 and ps6 submission is built to earn: for every test
 cell that does not pass all its checks, how many it passes (a function's checks are its cases;
 an optimizer's are its cases, each in every variant of `coursekit.grading.optimizers.variants`).
 `built_to_earn` turns that into a score with the points of the assignment's source notebook (a
-part's points are split evenly over its checks); tests/test_ps{1,3,4,5}.py grade the samples in
+part's points are split evenly over its checks); tests/test_ps{1,3,4,5,6}.py grade the samples in
 the sandbox and compare.
 """
 
@@ -302,6 +305,68 @@ def ps4(out: Path) -> None:
     write("cleo", with_answer(cleo, "statistical_sgd_solution", PS4_STATISTICAL_FROM_LIBRARY))
 
 
+# --- ps6 --------------------------------------------------------------------------------------
+
+# The spectral norm where the Frobenius norm belongs: right only where both are 0, for the
+# balanced net, 1 of 4 cases.
+PS6_BALANCEDNESS_SPECTRAL = """\
+def balancedness(weights):
+    gaps = [
+        torch.linalg.matrix_norm(after.T @ after - before @ before.T, ord=2)
+        for before, after in zip(weights[:-1], weights[1:])
+    ]
+    return torch.stack(gaps)
+"""
+# The paper's column-major Kronecker order in the row-major convention: right only at depth 1,
+# where P = I, 1 of 4 cases. (end_to_end_step does not use it and stays right.)
+PS6_PRECONDITIONER_COLUMN_MAJOR = """\
+def matrix_power(m, p):
+    if p == 0:
+        return torch.eye(m.shape[0], dtype=m.dtype)
+    values, vectors = torch.linalg.eigh(m)
+    return vectors @ torch.diag(values.clamp_min(0) ** p) @ vectors.T
+
+
+def preconditioner(w_e, depth):
+    left, right = w_e @ w_e.T, w_e.T @ w_e
+    return sum(
+        torch.kron(matrix_power(right, (depth - j) / depth), matrix_power(left, (j - 1) / depth))
+        for j in range(1, depth + 1)
+    )
+"""
+# Takes the first rate of the grid that reaches the threshold, not the fastest one.
+PS6_FIRST_RATE = """\
+def steps_by_depth(inits, x, y, lrs, threshold, max_steps):
+    best = []
+    for weights in inits:
+        found = math.inf
+        for lr in lrs:
+            hits = torch.nonzero(l4_losses(weights, x, y, lr, max_steps) <= threshold)
+            if len(hits):
+                found = int(hits[0])
+                break
+        best.append(found)
+    return torch.tensor(best, dtype=F64)
+"""
+# Parts 2a and 2b handed to the library, which is hidden while grading: 0 points for both.
+PS6_FROM_LIBRARY = """\
+from coursekit.trajectories import end_to_end_step, preconditioner  # noqa: F401
+"""
+
+
+def ps6(out: Path) -> None:
+    source, release = _read("ps6")
+    good = solved(source, release)
+    write = _writer(out, "ps6")
+    write("ada", good)
+    ben = with_answer(good, "balancedness_solution", PS6_BALANCEDNESS_SPECTRAL)
+    ben = with_answer(ben, "preconditioner_solution", PS6_PRECONDITIONER_COLUMN_MAJOR)
+    write("ben", with_answer(ben, "steps_by_depth_solution", PS6_FIRST_RATE))
+    # matrix_power lives in preconditioner's cell, and end_to_end_step's cell is hers too.
+    cleo = with_answer(good, "preconditioner_solution", PS6_FROM_LIBRARY)
+    write("cleo", with_answer(cleo, "end_to_end_step_solution", "# see the cell above\n"))
+
+
 # --- ps5 --------------------------------------------------------------------------------------
 
 # Every worker draws the same minibatches (seed instead of seed + r): right only for one
@@ -372,9 +437,9 @@ def ps5(out: Path) -> None:
     write("cleo", cleo)
 
 
-WRITERS = {"ps1": ps1, "ps2": ps2, "ps3": ps3, "ps4": ps4, "ps5": ps5}
+WRITERS = {"ps1": ps1, "ps2": ps2, "ps3": ps3, "ps4": ps4, "ps5": ps5, "ps6": ps6}
 
-# What the ps1, ps3, ps4 and ps5 samples earn (ps2's are checked in tests/test_grading_end_to_end.py).
+# What the ps1, ps3, ps4, ps5 and ps6 samples earn (ps2's are checked in tests/test_grading_end_to_end.py).
 SAMPLES: dict[str, dict[str, Sample]] = {
     "ps1": {
         "ada": Sample("everything right"),
@@ -434,6 +499,18 @@ SAMPLES: dict[str, dict[str, Sample]] = {
                 "cell 'mode_maps_solution' was changed to markdown",
                 "cell 'test_downpour_step' was edited; the original was restored",
             ),
+        ),
+    },
+    "ps6": {
+        "ada": Sample("everything right"),
+        "ben": Sample(
+            "the spectral norm for balancedness, the column-major P, the first rate that "
+            "reaches the threshold instead of the fastest",
+            {"test_balancedness": 1, "test_preconditioner": 1, "test_steps_by_depth": 0},
+        ),
+        "cleo": Sample(
+            "preconditioner and end_to_end_step handed to the library, hidden while grading",
+            {"test_preconditioner": 0, "test_end_to_end_step": 0},
         ),
     },
 }
