@@ -24,7 +24,7 @@ F64 = torch.float64
 def _data(n=30, d=4, classes=3, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, d, generator=g, dtype=F64)
-    y = torch.randint(classes, (n,), generator=g) if classes > 1 else torch.randint(2, (n,))
+    y = torch.randint(max(classes, 2), (n,), generator=g)
     return x, y
 
 
@@ -154,3 +154,21 @@ def test_invalid_arguments_raise_value_error_naming_them(kwargs, name):
         fisher_matrix(nn.Linear(2, 2).double(), x, kind="diagonal")
     with pytest.raises(ValueError, match="Invalid targets"):
         fisher_matrix(nn.Linear(2, 2).double(), x, kind="empirical")
+
+
+def test_empirical_fisher_of_binary_logistic_regression_at_zero_is_the_fisher():
+    """At theta = 0 every p = 1/2 and (p - y)^2 = 1/4 = p (1 - p) whatever the labels, so both
+    are X^T X / (4 N) (closed form); one step away they differ."""
+    x, y = _data(n=25, d=3, classes=1, seed=6)
+    model = nn.Linear(3, 1, bias=False).double()
+    with torch.no_grad():
+        model.weight.zero_()
+    closed_form = x.T @ x / (4 * len(x))
+    torch.testing.assert_close(fisher_matrix(model, x), closed_form, rtol=1e-12, atol=1e-14)
+    empirical = fisher_matrix(model, x, kind="empirical", targets=y)
+    torch.testing.assert_close(empirical, closed_form, rtol=1e-12, atol=1e-14)
+    NaturalGradient(model, lr=1.0, damping=0.0).step(x, y)
+    exact = fisher_matrix(model, x)
+    assert (
+        fisher_matrix(model, x, kind="empirical", targets=y) - exact
+    ).norm() > 0.01 * exact.norm()
