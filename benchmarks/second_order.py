@@ -2,9 +2,9 @@
 
 A step of torch.optim.Adam costs one forward and one backward pass. A `HessianFree` step costs
 one gradient with its graph kept, one Hessian-vector product per CG iteration (a backward pass
-through the gradient's graph), one more product for the model's predicted reduction and one
-forward pass to check the step: its price in Adam steps is about 1 + (CG iterations + 1) x (the
-price of a product). The table gives the measured ms per step, the ratio to Adam's step, and
+through the gradient's graph) plus one for the residual of CG's warm start, and one forward pass
+to check the step (the model's predicted reduction comes from CG's residual): its price in Adam
+steps is about 1 + (CG iterations + 1) x (the price of a product). The table gives the measured ms per step, the ratio to Adam's step, and
 the CG iterations and products counted by the optimizer; the last line times one product
 against one gradient on their own. Natural gradient steps (dense exact Fisher) on a logistic
 regression of the same data are timed against Adam on that model.

@@ -92,3 +92,13 @@ def test_invalid_arguments_raise_value_error_naming_them(kwargs, name):
         conjugate_gradient(lambda v: v, torch.ones(3), **kwargs)
     with pytest.raises(ValueError, match="Invalid b"):
         conjugate_gradient(lambda v: v, torch.ones(3, 1))
+
+
+@pytest.mark.parametrize("max_iter", [0, 2, 5, None])
+def test_the_residual_vector_is_b_minus_a_x(max_iter):
+    """The recurrence's last residual is b - A x computed densely, cut short or not, from a
+    start point too."""
+    d = 8
+    a, b = _spd(torch.logspace(0, 2, d), seed=10), _b(d, seed=11)
+    result = conjugate_gradient(lambda v: a @ v, b, x0=0.1 * b, tol=0.0, max_iter=max_iter)
+    torch.testing.assert_close(result.residual, b - a @ result.x, rtol=1e-8, atol=1e-10)

@@ -29,6 +29,8 @@ class CGResult:
     Attributes:
         x: the last iterate.
         residual_norms: :math:`\|b - A x_k\|` for k = 0, 1, ..., one per iterate.
+        residual: the last residual vector :math:`r = b - A x` (CG's recurrence for it, so
+            :math:`A x = b - r` comes without another product).
         iterations: matrix-vector products taken (one per iteration).
         converged: the residual fell to the tolerance.
         negative_curvature: stopped at a direction p with :math:`p^\top A p \le 0` (A is not
@@ -37,6 +39,7 @@ class CGResult:
 
     x: Tensor
     residual_norms: list[float] = field(default_factory=list)
+    residual: Tensor | None = None
     iterations: int = 0
     converged: bool = False
     negative_curvature: bool = False
@@ -76,7 +79,7 @@ def conjugate_gradient(
     p = r.clone()
     rr = r @ r
     target = tol * b.norm().item()
-    result = CGResult(x, [rr.sqrt().item()])
+    result = CGResult(x, [rr.sqrt().item()], r)
     while result.residual_norms[-1] > target and result.iterations < limit:
         ap = matvec(p)
         curvature = p @ ap
@@ -90,7 +93,7 @@ def conjugate_gradient(
         rr_next = r @ r
         p = r + (rr_next / rr) * p
         rr = rr_next
-        result.x = x
+        result.x, result.residual = x, r
         result.residual_norms.append(rr.sqrt().item())
     result.converged = result.residual_norms[-1] <= target
     return result

@@ -143,7 +143,8 @@ class HessianFree(Optimizer):
     step that does not lower the loss (:math:`\rho \le 0`, or a non-finite loss) is undone.
 
     Counters, cumulative over steps (also in ``state_dict()``): `gradient_evaluations`,
-    `hvp_evaluations` (each Hessian-vector product costs about two gradients),
+    `hvp_evaluations` (each Hessian-vector product costs about two gradients; a step takes
+    its CG iterations, plus one for a warm start's first residual),
     `loss_evaluations` (closure calls: two per step). `last_cg` is the last step's
     `CGResult`, `last_reduction_ratio` its :math:`\rho`; the current :math:`\lambda` is
     ``param_groups[0]["damping"]``.
@@ -229,13 +230,18 @@ class HessianFree(Optimizer):
         )
         cg = conjugate_gradient(damped, -g, x0, tol=group["cg_tol"], max_iter=group["cg_max_iter"])
         d = cg.x
-        if not bool(d.any()):  # negative curvature at CG's first direction: a gradient step
+        if bool(d.any()):
+            # CG's residual r = -g - (H + lambda I) d gives H d without another product.
+            hd = -g - cg.residual - damping * d
+        else:  # negative curvature at CG's first direction: a gradient step
             d = -g / damping
+            state["hvp_evaluations"] += 1
+            hd = hvp(d)
         self.last_cg = cg
 
-        step = group["lr"] * d
-        state["hvp_evaluations"] += 1
-        predicted = (g @ step + 0.5 * step @ hvp(step)).item()
+        lr = group["lr"]
+        step = lr * d
+        predicted = (g @ step + 0.5 * lr**2 * (d @ hd)).item()
         _add_flat(params, step)
         new_loss = closure().item()
         state["loss_evaluations"] += 1
