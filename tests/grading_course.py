@@ -97,6 +97,17 @@ def cases_passed(key: str, fn: Callable) -> int:
     )
 
 
+def sample_answers(assignment: str, student: str) -> dict:
+    """The namespace of a sample's setup and answer cells, run here without a kernel."""
+    nb = nbformat.read(ROOT / f"samples/{assignment}/{student}/{assignment}.ipynb", as_version=4)
+    namespace: dict = {}
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "code" and (meta.get("solution") or meta.get("grade_id") == "setup"):
+            exec(cell.source, namespace)
+    return namespace
+
+
 def grade_with_samples(
     course: Path,
     assignment: str,

@@ -27,6 +27,7 @@ from grading_course import (
     check_submission,
     feedback_text,
     grade_with_samples,
+    sample_answers,
     sample_makers,
 )
 
@@ -153,17 +154,6 @@ def test_the_optimizer_cases_reach_every_branch_of_the_update():
 # --- The samples ------------------------------------------------------------------------------
 
 
-def _answers(student: str) -> dict:
-    """The namespace of a sample's setup and answer cells, run here without a kernel."""
-    nb = nbformat.read(ROOT / f"samples/ps4/{student}/ps4.ipynb", as_version=4)
-    namespace: dict = {}
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type == "code" and (meta.get("solution") or meta.get("grade_id") == "setup"):
-            exec(cell.source, namespace)
-    return namespace
-
-
 def _optimizer_checks_passed(key: str, optimizer_class) -> int:
     """How many (case, variant) checks of optimizer task `key` the class passes, as the grader
     counts them from what `record_optimizer` records."""
@@ -188,7 +178,7 @@ def test_the_samples_earn_what_the_points_say():
 
 def test_partial_answers_fail_exactly_the_checks_the_expected_score_assumes():
     """The sample ben's answers against the references, check by check, without a kernel."""
-    ben, passes = _answers("ben"), STUDENTS["ben"].passes
+    ben, passes = sample_answers("ps4", "ben"), STUDENTS["ben"].passes
     assert cases_passed("ps4.stationary_variance", ben["stationary_variance"]) == 4
     assert cases_passed("ps4.simulate_sgd", ben["simulate_sgd"]) == passes["test_simulate_sgd"]
     schedule = ben["linear_scaling_schedule"]
@@ -198,7 +188,7 @@ def test_partial_answers_fail_exactly_the_checks_the_expected_score_assumes():
     )
     got = _optimizer_checks_passed("ps4.statistical_sgd", ben["StatisticalSGD"])
     assert got == passes["test_statistical_sgd"]
-    ada = _answers("ada")["StatisticalSGD"]
+    ada = sample_answers("ps4", "ada")["StatisticalSGD"]
     assert _optimizer_checks_passed("ps4.statistical_sgd", ada) == 3 * VARIANTS
 
 

@@ -27,6 +27,7 @@ from grading_course import (
     check_submission,
     feedback_text,
     grade_with_samples,
+    sample_answers,
     sample_makers,
 )
 
@@ -176,17 +177,6 @@ def test_the_race_is_won_by_the_fastest_rate_and_depth_helps_in_the_graded_cases
 # --- The samples ------------------------------------------------------------------------------
 
 
-def _answers(student: str) -> dict:
-    """The namespace of a sample's setup and answer cells, run here without a kernel."""
-    nb = nbformat.read(ROOT / f"samples/ps6/{student}/ps6.ipynb", as_version=4)
-    namespace: dict = {}
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type == "code" and (meta.get("solution") or meta.get("grade_id") == "setup"):
-            exec(cell.source, namespace)
-    return namespace
-
-
 def test_the_samples_earn_what_the_points_say():
     """ada everything; ben 1 of 4 balancedness and preconditioner cases and no race; cleo
     nothing for the two parts she handed to the library."""
@@ -196,7 +186,7 @@ def test_the_samples_earn_what_the_points_say():
 
 
 def test_partial_answers_fail_exactly_the_checks_the_expected_score_assumes():
-    ben, passes = _answers("ben"), STUDENTS["ben"].passes
+    ben, passes = sample_answers("ps6", "ben"), STUDENTS["ben"].passes
     for name in ("balancedness", "preconditioner", "steps_by_depth"):
         assert cases_passed(f"ps6.{name}", ben[name]) == passes[f"test_{name}"], name
     for name in ("end_to_end", "end_to_end_step", "l4_losses"):
